@@ -1,0 +1,181 @@
+"""Grounding: tie each answer sentence to the passage that supports it, with a verified quote.
+
+A sentence is supported when enough of its content words appear in one retrieved passage. Its
+citation is that passage's page, with the passage sentence that overlaps it most as the quote;
+the quote is checked against the page's stored text before it is shown. Sentences no passage
+supports are dropped, so the bot does not pass off the model's inventions as the documents'.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rag.chunk import split_sentences
+from rag.normalize import normalize_for_match
+from rag.types import Citation, Passage
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9.%-]*[a-z0-9%]|[a-z0-9]")
+_FUNCTION_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "being",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "our",
+        "she",
+        "so",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "will",
+        "with",
+        "would",
+        "you",
+        "also",
+        "which",
+        "used",
+        "using",
+        "use",
+        "based",
+        "paper",
+        "passage",
+        "passages",
+        "document",
+        "documents",
+    ]
+)
+_IDK = re.compile(
+    r"\bi (?:do not|don't|dont) know\b|\b(?:passages?|documents?|text|context) (?:do|does) not "
+    r"(?:contain|mention|say|provide|include|specify)|\bnot (?:mentioned|provided|stated|"
+    r"specified|included) in the (?:passages?|documents?|text|context)|\bno information (?:about|on)",
+    re.IGNORECASE,
+)
+QUOTE_WORDS = 25
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-case content words, lightly stemmed (plural s), for overlap tests."""
+    words = set()
+    for word in _WORD.findall(normalize_for_match(text)):
+        if word in _FUNCTION_WORDS or len(word) < 2:
+            continue
+        if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        words.add(word)
+    return words
+
+
+def says_it_does_not_know(answer: str) -> bool:
+    """The model's own "I don't know" (in a few common phrasings)."""
+    return bool(_IDK.search(answer[:400]))
+
+
+@dataclass(frozen=True, slots=True)
+class GroundedSentence:
+    text: str
+    citation: Citation | None  # None: no passage supports it
+
+
+def _best_quote(sentence_words: set[str], passage: Passage) -> str:
+    best, best_score = "", -1.0
+    for candidate in split_sentences(passage.text):
+        overlap = len(sentence_words & content_words(candidate))
+        score = overlap - 0.001 * len(candidate)  # prefer shorter among equals
+        if score > best_score:
+            best, best_score = candidate, score
+    words = best.split()
+    if len(words) <= QUOTE_WORDS:
+        return best
+    # Keep the window of QUOTE_WORDS words that holds the most overlap.
+    best_start, best_hits = 0, -1
+    for start in range(0, len(words) - QUOTE_WORDS + 1):
+        hits = len(sentence_words & content_words(" ".join(words[start : start + QUOTE_WORDS])))
+        if hits > best_hits:
+            best_start, best_hits = start, hits
+    return " ".join(words[best_start : best_start + QUOTE_WORDS])
+
+
+def ground_sentences(
+    answer: str,
+    passages: Sequence[Passage],
+    page_text: Callable[[str, int], str | None],
+    min_support: float = 0.5,
+) -> list[GroundedSentence]:
+    """Split the answer into sentences and cite each one that a passage supports."""
+    passage_words = [content_words(p.text) for p in passages]
+    grounded: list[GroundedSentence] = []
+    for sentence in split_sentences(answer):
+        words = content_words(sentence)
+        if not words:
+            grounded.append(GroundedSentence(sentence, None))
+            continue
+        best_index, best_support = -1, 0.0
+        for index, pwords in enumerate(passage_words):
+            support = len(words & pwords) / len(words)
+            if support > best_support:
+                best_index, best_support = index, support
+        if best_index < 0 or best_support < min_support:
+            grounded.append(GroundedSentence(sentence, None))
+            continue
+        passage = passages[best_index]
+        quote = _best_quote(words, passage)
+        stored = page_text(passage.document, passage.page)
+        if (
+            not quote
+            or stored is None
+            or normalize_for_match(quote) not in normalize_for_match(stored)
+        ):
+            grounded.append(GroundedSentence(sentence, None))  # a quote we cannot verify is dropped
+            continue
+        grounded.append(GroundedSentence(sentence, Citation(passage.document, passage.page, quote)))
+    return grounded

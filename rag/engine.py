@@ -1,0 +1,524 @@
+"""The answering engine: ingest PDFs and answer questions about them, grounded and cited.
+
+This is the one path every question takes (terminal, Discord, Slack, `folio ask`, `folio eval`):
+retrieve → abstain if the evidence is weak → prompt → generate (streamed) → keep the sentences a
+passage supports → cite them with verified quotes. Models load lazily, once, on first use (or at
+start with `warm_up()`), so commands like `folio docs` start instantly.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from config.settings import Settings
+from rag.chunk import Chunk, chunk_document, split_sentences
+from rag.cite import ground_sentences, says_it_does_not_know
+from rag.embed import Embedder, SentenceTransformerEmbedder
+from rag.errors import BadDocumentError, NotFoundError
+from rag.generate import Generator, LlamaCppGenerator
+from rag.index import FaissIndex
+from rag.models import default_embedding_model, default_generation_model
+from rag.normalize import strip_invisible
+from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
+from rag.prompt import PromptBuilder, PromptLimits
+from rag.retrieve import HybridRetriever, RetrievalParams
+from rag.store import DocumentStore
+from rag.types import (
+    Answer,
+    AnswerProgress,
+    CancelCheck,
+    Citation,
+    DocumentInfo,
+    FileOutcome,
+    IngestProgressCallback,
+    IngestReport,
+    Passage,
+    ProgressCallback,
+    Timings,
+    Turn,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+EMBED_BATCH = 64
+_FOLLOW_UP = re.compile(
+    r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|there|above|same|"
+    r"what about|and)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    collection: str
+    chunk_words: int
+    chunk_overlap: int
+    retrieval: RetrievalParams
+    min_dense_score: float
+    prompt: PromptLimits
+    parse: ParseLimits
+    min_support: float = 0.5
+
+
+class Lazy(Generic[T]):
+    """A value built on first use, at most once, thread-safely."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
+
+    def get(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._factory()
+        return self._value
+
+
+def safe_document_name(name: str) -> str:
+    """A display name from an untrusted file name: base name only, no control characters."""
+    base = re.split(r"[\\/]", strip_invisible(name))[-1].strip().strip(".") or "document.pdf"
+    base = re.sub(r"\s+", " ", base)
+    return base[:120]
+
+
+def standalone_question(question: str, history: Sequence[Turn]) -> str:
+    """A retrieval query for a follow-up: short or referring questions borrow the last question."""
+    if not history:
+        return question
+    if len(question.split()) <= 6 or _FOLLOW_UP.search(question):
+        return f"{history[-1].question} {question}"
+    return question
+
+
+class RagEngine:
+    """Implements bot.ports.AnswerEngine over a SQLite store, a FAISS index and local models."""
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        embedder: Callable[[], Embedder],
+        generator: Callable[[], Generator],
+        index_dir: Path,
+        options: EngineOptions,
+    ) -> None:
+        self._store = store
+        self._embedder = Lazy(embedder)
+        self._generator = Lazy(generator)
+        self._index = Lazy(lambda: FaissIndex(index_dir, self._embedder.get().dimension))
+        self._options = options
+        self._checked: set[str] = set()
+        self._check_lock = threading.Lock()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self._generator.get().name if self._generator.loaded else "(not loaded)"
+
+    @property
+    def generator(self) -> Generator:
+        return self._generator.get()
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder.get()
+
+    def warm_up(self) -> float:
+        """Load both models and run them once; return the seconds it took."""
+        started = time.perf_counter()
+        self._embedder.get().embed_query("warm up")
+        generator = self._generator.get()
+        warm = getattr(generator, "warm_up", None)
+        if callable(warm):
+            warm()
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self._store.close()
+
+    def _ready_index(self, collection: str) -> FaissIndex:
+        """The vector index, checked once per collection against SQLite (rebuilt if they differ)."""
+        index = self._index.get()
+        if collection not in self._checked:
+            with self._check_lock:
+                if collection not in self._checked:
+                    dimension = self._embedder.get().dimension
+                    index.ensure_consistent(
+                        collection,
+                        self._store.chunk_ids(collection),
+                        self._store.iter_vectors(collection, dimension),
+                    )
+                    self._checked.add(collection)
+        return index
+
+    def check(self, collection: str) -> bool:
+        """Verify the vector index against SQLite and rebuild it if needed. True if rebuilt."""
+        with self._check_lock:
+            self._checked.discard(collection)
+            index = self._index.get()
+            rebuilt = index.ensure_consistent(
+                collection,
+                self._store.chunk_ids(collection),
+                self._store.iter_vectors(collection, self._embedder.get().dimension),
+            )
+            self._checked.add(collection)
+            return rebuilt
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def documents(self, collection: str) -> list[DocumentInfo]:
+        return self._store.documents(collection)
+
+    def collections(self) -> list[str]:
+        return self._store.collections()
+
+    def forget(self, name: str, *, collection: str) -> DocumentInfo:
+        info = self._store.document(collection, name)
+        if info is None:
+            known = ", ".join(d.name for d in self._store.documents(collection)) or "none"
+            raise NotFoundError(
+                f"No document named {name!r} in this collection (indexed: {known})."
+            )
+        index = self._ready_index(collection)
+        removed = self._store.delete_document(collection, name)
+        index.remove(collection, removed)
+        return info
+
+    def ingest_bytes(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        collection: str,
+        on_progress: IngestProgressCallback | None = None,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport()
+        report.outcomes.append(
+            self._ingest_one(safe_document_name(name), data, collection, on_progress)
+        )
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_paths(
+        self,
+        paths: Iterable[Path],
+        *,
+        collection: str,
+        on_progress: IngestProgressCallback | None = None,
+        on_file_done: Callable[[FileOutcome], None] | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders (recursively, *.pdf). While one file is embedded, the next
+        one is read and parsed in the background, so both cores are busy."""
+        started = time.perf_counter()
+        report = IngestReport()
+        files = list(expand_paths(paths))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="folio-prefetch") as pool:
+            pending: Future[_Prepared] | None = None
+            for position, path in enumerate(files):
+                current = pending.result() if pending else self._prepare(path, collection)
+                pending = (
+                    pool.submit(self._prepare, files[position + 1], collection)
+                    if position + 1 < len(files)
+                    else None
+                )
+                outcome = self._finish(current, collection, on_progress)
+                report.outcomes.append(outcome)
+                if on_file_done is not None:
+                    on_file_done(outcome)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _prepare(self, path: Path, collection: str) -> _Prepared:
+        """Read, deduplicate and parse one file (runs ahead on the prefetch thread)."""
+        name = safe_document_name(path.name)
+        try:
+            data = read_limited(path, self._options.parse.max_bytes)
+        except BadDocumentError as exc:
+            return _Prepared(name, "", None, exc.message)
+        return self._parse(name, data, collection)
+
+    def _parse(self, name: str, data: bytes, collection: str) -> _Prepared:
+        sha = sha256_of(data)
+        duplicate = self._store.find_by_sha(collection, sha)
+        if duplicate is not None:
+            return _Prepared(name, sha, None, "", duplicate_of=duplicate)
+        try:
+            parsed = parse_pdf(data, self._options.parse)
+        except BadDocumentError as exc:
+            return _Prepared(name, sha, None, exc.message)
+        return _Prepared(name, sha, parsed, "")
+
+    def _ingest_one(
+        self, name: str, data: bytes, collection: str, on_progress: IngestProgressCallback | None
+    ) -> FileOutcome:
+        return self._finish(self._parse(name, data, collection), collection, on_progress)
+
+    def _finish(
+        self, prepared: _Prepared, collection: str, on_progress: IngestProgressCallback | None
+    ) -> FileOutcome:
+        """Chunk, embed in bounded batches, and commit one parsed file to both stores."""
+        name = prepared.name
+        if prepared.duplicate_of is not None:
+            same = prepared.duplicate_of.name
+            reason = "" if same == name else f"same content as {same}"
+            return FileOutcome(
+                name, "duplicate", prepared.duplicate_of.pages, prepared.duplicate_of.chunks, reason
+            )
+        if prepared.parsed is None:
+            return FileOutcome(name, "failed", reason=prepared.error)
+        parsed = prepared.parsed
+        chunks = chunk_document(
+            parsed.pages, self._options.chunk_words, self._options.chunk_overlap
+        )
+        total_pages = len(parsed.pages)
+        embedder = self._embedder.get()
+        index = self._ready_index(collection)
+        vectors = []
+        for _start, batch in _batches(chunks, EMBED_BATCH):
+            vectors.append(embedder.embed_documents([_embedding_text(name, c) for c in batch]))
+            if on_progress is not None:
+                on_progress(name, batch[-1].page, total_pages)
+        import numpy as np
+
+        matrix = (
+            np.concatenate(vectors)
+            if vectors
+            else np.zeros((0, embedder.dimension), dtype=np.float32)
+        )
+        removed, ids = self._store.put_document(
+            collection, name, prepared.sha256, parsed, chunks, matrix
+        )
+        index.replace(collection, removed, ids, matrix)
+        if on_progress is not None:
+            on_progress(name, total_pages, total_pages)
+        warning = ""
+        if parsed.pages_without_text:
+            warning = f"{parsed.pages_without_text} page(s) have no text layer and were skipped"
+        return FileOutcome(
+            name, "replaced" if removed else "added", total_pages, len(chunks), warning
+        )
+
+    # --- answering ---------------------------------------------------------------------------
+
+    def retrieve(
+        self, question: str, *, collection: str, top_k: int | None = None
+    ) -> list[Passage]:
+        self._ready_index(collection)
+        retriever = HybridRetriever(
+            self._store, self._index.get(), self._embedder.get(), self._options.retrieval
+        )
+        return retriever.retrieve(strip_invisible(question), collection, top_k)
+
+    def answer(
+        self,
+        question: str,
+        *,
+        collection: str,
+        history: Sequence[Turn] = (),
+        on_progress: ProgressCallback | None = None,
+        cancelled: CancelCheck | None = None,
+    ) -> Answer:
+        generator = self._generator.get()  # loads once; not counted in the answer's timings
+        self._embedder.get()
+        started = time.perf_counter()
+        timings = Timings()
+        question = strip_invisible(question).strip()
+        if on_progress:
+            on_progress(AnswerProgress("searching"))
+        passages = self.retrieve(standalone_question(question, history), collection=collection)
+        timings.retrieval = time.perf_counter() - started
+        best = max((p.dense_score for p in passages), default=-1.0)
+        if best < self._options.min_dense_score:
+            timings.total = time.perf_counter() - started
+            return Answer("", [], passages, abstained=True, model=generator.name, timings=timings)
+
+        built = PromptBuilder(generator, self._options.prompt).build(question, passages, history)
+        if on_progress:
+            on_progress(AnswerProgress("writing"))
+        generation_started = time.perf_counter()
+
+        def stream(text: str) -> None:
+            if on_progress:
+                on_progress(AnswerProgress("writing", text))
+
+        result = generator.generate(
+            built.prompt,
+            max_tokens=built.answer_budget,
+            on_text=stream,
+            cancelled=cancelled,
+            stop_when=repeats_itself,
+        )
+        timings.generation = time.perf_counter() - generation_started
+        timings.first_token = result.first_token_s
+        text, shortened = complete_sentences(result.text, result.finish_reason == "length")
+        answer = Answer(
+            text="",
+            citations=[],
+            retrieved=passages,
+            abstained=True,
+            shortened=shortened,
+            model=generator.name,
+            tokens=result.completion_tokens,
+            prompt_tokens=result.prompt_tokens,
+            timings=timings,
+        )
+        if text and not says_it_does_not_know(text):
+            grounded = ground_sentences(
+                text,
+                built.passages,
+                lambda document, page: self._store.page_text(collection, document, page),
+                self._options.min_support,
+            )
+            kept = [g for g in grounded if g.citation is not None]
+            if kept:
+                answer.text = " ".join(g.text for g in kept)
+                answer.citations = _distinct([g.citation for g in kept if g.citation])
+                answer.abstained = False
+                if len(kept) < len(grounded):
+                    logger.info("dropped %d unsupported sentence(s)", len(grounded) - len(kept))
+        timings.total = time.perf_counter() - started
+        return answer
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    name: str
+    sha256: str
+    parsed: ParsedDocument | None
+    error: str
+    duplicate_of: DocumentInfo | None = None
+
+
+def _embedding_text(name: str, chunk: Chunk) -> str:
+    return chunk.text
+
+
+def _batches(items: Sequence[T], size: int) -> Iterator[tuple[int, Sequence[T]]]:
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]
+
+
+def _distinct(citations: Iterable[Citation]) -> list[Citation]:
+    seen: dict[tuple[str, int], Citation] = {}
+    for citation in citations:
+        seen.setdefault((citation.document, citation.page), citation)
+    return list(seen.values())
+
+
+def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files as given; folders expanded to their *.pdf files (recursively, sorted)."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf"
+            )
+        else:
+            yield path
+
+
+def read_limited(path: Path, max_bytes: int) -> bytes:
+    """Read a file, refusing (with a reason) one that is missing or over the size limit."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise BadDocumentError(
+                f"the file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB"
+            )
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BadDocumentError("no such file") from None
+    except IsADirectoryError:
+        raise BadDocumentError("is a folder") from None
+    except PermissionError:
+        raise BadDocumentError("permission denied") from None
+
+
+def complete_sentences(text: str, hit_limit: bool) -> tuple[str, bool]:
+    """Drop repeated sentences; if generation hit its limit, trim to the last full sentence."""
+    sentences: list[str] = []
+    for sentence in split_sentences(text.strip()):
+        if sentence not in sentences:
+            sentences.append(sentence)
+    shortened = False
+    if hit_limit and sentences and not sentences[-1].rstrip("\"')]").endswith((".", "!", "?")):
+        sentences.pop()
+        shortened = True
+    return " ".join(sentences), shortened
+
+
+def repeats_itself(text: str) -> bool:
+    """True once the model repeats a whole sentence (small models loop): stop generating."""
+    sentences = split_sentences(text)
+    complete = sentences[:-1]  # the last one may still be growing
+    return len(complete) != len(set(complete))
+
+
+def build_engine(settings: Settings) -> RagEngine:
+    """Construct the engine from settings (models load on first use)."""
+    options = EngineOptions(
+        collection=settings.default_collection,
+        chunk_words=settings.chunking.target_words,
+        chunk_overlap=settings.chunking.overlap_words,
+        retrieval=RetrievalParams(
+            top_k=settings.retrieval.top_k,
+            candidates=settings.retrieval.candidates,
+            rrf_k=settings.retrieval.rrf_k,
+            dense_weight=settings.retrieval.dense_weight,
+            keyword_weight=settings.retrieval.keyword_weight,
+        ),
+        min_dense_score=settings.retrieval.min_dense_score,
+        prompt=PromptLimits(
+            max_passages=settings.retrieval.prompt_passages,
+            passage_tokens=settings.retrieval.prompt_passage_tokens,
+            answer_tokens=settings.generator.max_answer_tokens,
+        ),
+        parse=ParseLimits(
+            max_bytes=int(settings.ingest.max_file_mb * 1_000_000),
+            max_pages=settings.ingest.max_pages,
+            timeout_s=settings.ingest.parse_timeout_s,
+            memory_mb=settings.ingest.parse_memory_mb,
+        ),
+    )
+    embedding = settings.embedding
+    generation = settings.generator
+
+    def make_embedder() -> Embedder:
+        return SentenceTransformerEmbedder(
+            embedding.model_path or default_embedding_model(),
+            batch_size=embedding.batch_size,
+            query_cache_size=embedding.query_cache_size,
+        )
+
+    def make_generator() -> Generator:
+        return LlamaCppGenerator(
+            generation.model_path or default_generation_model(),
+            context_tokens=generation.context_tokens,
+            threads=generation.threads,
+            batch_tokens=generation.batch_tokens,
+            temperature=generation.temperature,
+            repeat_penalty=generation.repeat_penalty,
+        )
+
+    return RagEngine(
+        DocumentStore(settings.documents_db),
+        make_embedder,
+        make_generator,
+        settings.index_dir,
+        options,
+    )

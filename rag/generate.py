@@ -1,0 +1,209 @@
+"""Local text generation behind a small interface; llama-cpp-python is imported only here.
+
+The generator renders chat messages with the GGUF's own chat template, counts tokens with the
+model's tokenizer (the prompt builder needs exact counts to fit the context window), and streams
+tokens greedily. Only the worker thread calls it: a llama.cpp context is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypedDict
+
+from config.errors import ConfigError
+from rag.errors import GenerationCancelled
+
+logger = logging.getLogger(__name__)
+
+
+class ChatMessage(TypedDict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    text: str
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+    first_token_s: float | None  # seconds from the call to the first generated token
+    seconds: float
+
+
+class Generator(Protocol):
+    """A chat model that can count tokens and stream a completion."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def context_tokens(self) -> int: ...
+
+    def render(self, messages: Sequence[ChatMessage]) -> str:
+        """The exact prompt text the model will see for these messages."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        stop_when: Callable[[str], bool] | None = None,
+    ) -> GenerationResult:
+        """Greedy completion of `prompt`. `on_text` gets the whole text so far after each token;
+        `stop_when(text)` can end generation early (e.g. on repetition); raises
+        GenerationCancelled when `cancelled()` turns true."""
+        ...
+
+
+class LlamaCppGenerator:
+    """Any GGUF chat model through llama-cpp-python, loaded once."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        context_tokens: int,
+        threads: int,
+        batch_tokens: int,
+        temperature: float,
+        repeat_penalty: float,
+    ) -> None:
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise ConfigError(
+                "llama-cpp-python is not installed: run scripts/setup (pip install llama-cpp-python)."
+            ) from exc
+        if not model_path.is_file():
+            raise ConfigError(
+                f"The generation model {model_path} does not exist: set generator.model_path to a "
+                "GGUF file, or leave it empty for the embedded SmolLM2."
+            )
+        try:
+            self._llm: Any = Llama(
+                model_path=str(model_path),
+                n_ctx=context_tokens,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=min(batch_tokens, context_tokens),
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(
+                f"The generation model {model_path} could not be loaded ({exc}); is it a valid GGUF?"
+            ) from exc
+        metadata: dict[str, str] = self._llm.metadata
+        template = metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ConfigError(f"The model {model_path} has no chat template in its GGUF metadata.")
+        eos = self._token_text(self._llm.token_eos())
+        bos = self._token_text(self._llm.token_bos())
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._name = model_path.name
+        self._temperature = temperature
+        self._repeat_penalty = repeat_penalty
+        self._is_eog = self._end_of_generation_check()
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return bytes(self._llm.detokenize([token], special=True)).decode("utf-8", errors="ignore")
+
+    def _end_of_generation_check(self) -> Callable[[int], bool]:
+        import llama_cpp
+
+        vocab = getattr(self._llm._model, "vocab", None)
+        if vocab is not None and hasattr(llama_cpp, "llama_vocab_is_eog"):
+            return lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+        eos = self._llm.token_eos()
+        return lambda token: token == eos
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def context_tokens(self) -> int:
+        return int(self._llm.n_ctx())
+
+    def render(self, messages: Sequence[ChatMessage]) -> str:
+        return str(self._formatter(messages=list(messages)).prompt)
+
+    def _tokenize(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    def warm_up(self) -> None:
+        """Run one tiny generation so the first user does not pay for lazy initialisation."""
+        self.generate(self.render([{"role": "user", "content": "Hi"}]), max_tokens=1)
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        stop_when: Callable[[str], bool] | None = None,
+    ) -> GenerationResult:
+        started = time.perf_counter()
+        tokens = self._tokenize(prompt)
+        room = self.context_tokens - len(tokens)
+        if room <= 0:
+            raise ValueError(f"prompt of {len(tokens)} tokens does not fit the context")
+        max_tokens = min(max_tokens, room)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        text = ""
+        generated = 0
+        first_token_s: float | None = None
+        finish: Literal["stop", "length"] = "length"
+        # reset=True lets llama-cpp-python reuse the KV cache for the longest common prefix with
+        # the previous prompt, so the fixed system prompt is evaluated once.
+        for token in self._llm.generate(
+            tokens,
+            temp=self._temperature,
+            top_k=1 if self._temperature == 0 else 40,
+            repeat_penalty=self._repeat_penalty,
+            reset=True,
+        ):
+            if first_token_s is None:
+                first_token_s = time.perf_counter() - started
+            if cancelled is not None and cancelled():
+                raise GenerationCancelled()
+            if self._is_eog(token):
+                finish = "stop"
+                break
+            generated += 1
+            piece = decoder.decode(bytes(self._llm.detokenize([token])))
+            if piece:
+                text += piece
+                if on_text is not None:
+                    on_text(text)
+                if stop_when is not None and stop_when(text):
+                    finish = "stop"
+                    break
+            if generated >= max_tokens:
+                break
+        text += decoder.decode(b"", final=True)
+        return GenerationResult(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=len(tokens),
+            completion_tokens=generated,
+            first_token_s=first_token_s,
+            seconds=time.perf_counter() - started,
+        )

@@ -1,0 +1,377 @@
+"""The document store: documents, pages, chunks, their vectors and a keyword index, in SQLite.
+
+SQLite is the source of truth. The FAISS index (rag/index.py) is derived from the vectors kept
+here, so it can always be rebuilt. Keyword search is FTS5 with BM25 ranking.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from rag.chunk import Chunk
+from rag.embed import Vectors
+from rag.parse import ParsedDocument
+from rag.types import DocumentInfo
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    pages INTEGER NOT NULL,
+    pages_without_text INTEGER NOT NULL DEFAULT 0,
+    added_at TEXT NOT NULL,
+    UNIQUE (collection, name)
+);
+CREATE INDEX IF NOT EXISTS documents_sha ON documents (collection, sha256);
+CREATE TABLE IF NOT EXISTS pages (
+    document_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    page INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    has_text INTEGER NOT NULL,
+    PRIMARY KEY (document_id, page)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    document_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    page INTEGER NOT NULL,
+    ordinal INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
+    text, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+"""
+
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "our",
+        "paper",
+        "papers",
+        "s",
+        "so",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "about",
+        "according",
+        "describe",
+        "described",
+        "does",
+        "doing",
+        "done",
+        "tell",
+        "said",
+        "say",
+        "says",
+        "study",
+        "survey",
+        "authors",
+        "pdf",
+        "document",
+        "documents",
+    ]
+)
+_WORD = re.compile(r"[\w][\w.%-]*[\w%]|[\w]", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    chunk_id: int
+    document: str
+    page: int
+    text: str
+
+
+def keyword_query(question: str) -> str:
+    """Turn a free-text question into a safe FTS5 query: quoted terms joined by OR."""
+    terms: list[str] = []
+    for word in _WORD.findall(question.lower()):
+        word = word.strip(".-")
+        if len(word) < 2 or word in _STOPWORDS or word in terms:
+            continue
+        terms.append(word)
+    return " OR ".join('"' + t.replace('"', "") + '"' for t in terms[:32])
+
+
+class DocumentStore:
+    """Thread-safe access to the documents database (one connection, serialised by a lock)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- documents -------------------------------------------------------------------------
+
+    def find_by_sha(self, collection: str, sha256: str) -> DocumentInfo | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name FROM documents WHERE collection = ? AND sha256 = ?",
+                (collection, sha256),
+            ).fetchone()
+        return self.document(collection, row[0]) if row else None
+
+    def document(self, collection: str, name: str) -> DocumentInfo | None:
+        with self._lock:
+            row = self._db.execute(
+                """SELECT d.name, d.pages, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id),
+                          d.sha256, d.added_at, d.pages_without_text
+                   FROM documents d WHERE d.collection = ? AND d.name = ?""",
+                (collection, name),
+            ).fetchone()
+        return DocumentInfo(*row) if row else None
+
+    def documents(self, collection: str) -> list[DocumentInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT d.name, d.pages, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id),
+                          d.sha256, d.added_at, d.pages_without_text
+                   FROM documents d WHERE d.collection = ? ORDER BY d.name""",
+                (collection,),
+            ).fetchall()
+        return [DocumentInfo(*row) for row in rows]
+
+    def collections(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT collection FROM documents").fetchall()
+        return [r[0] for r in rows]
+
+    def put_document(
+        self,
+        collection: str,
+        name: str,
+        sha256: str,
+        parsed: ParsedDocument,
+        chunks: Sequence[Chunk],
+        vectors: Vectors,
+    ) -> tuple[list[int], list[int]]:
+        """Insert a document (replacing one of the same name) in one transaction.
+
+        Returns (ids of the chunks removed with the old version, ids of the new chunks).
+        """
+        added_at = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._transaction() as db:
+            removed = self._delete(db, collection, name)
+            cursor = db.execute(
+                """INSERT INTO documents (collection, name, sha256, title, pages,
+                       pages_without_text, added_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    collection,
+                    name,
+                    sha256,
+                    parsed.title,
+                    len(parsed.pages),
+                    parsed.pages_without_text,
+                    added_at,
+                ),
+            )
+            document_id = cursor.lastrowid
+            db.executemany(
+                "INSERT INTO pages (document_id, page, text, has_text) VALUES (?, ?, ?, ?)",
+                [(document_id, p.number, p.text, int(p.has_text)) for p in parsed.pages],
+            )
+            ids: list[int] = []
+            for chunk, vector in zip(chunks, vectors, strict=True):
+                cursor = db.execute(
+                    """INSERT INTO chunks (document_id, page, ordinal, text, vector)
+                       VALUES (?, ?, ?, ?, ?)""",
+                    (document_id, chunk.page, chunk.ordinal, chunk.text, vector.tobytes()),
+                )
+                chunk_id = int(cursor.lastrowid or 0)
+                ids.append(chunk_id)
+                db.execute(
+                    "INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)",
+                    (chunk_id, f"{_label(name, parsed.title)} {chunk.text}"),
+                )
+        return removed, ids
+
+    def delete_document(self, collection: str, name: str) -> list[int]:
+        """Delete a document; return the ids of its chunks (for the vector index)."""
+        with self._transaction() as db:
+            return self._delete(db, collection, name)
+
+    @staticmethod
+    def _delete(db: sqlite3.Connection, collection: str, name: str) -> list[int]:
+        row = db.execute(
+            "SELECT id FROM documents WHERE collection = ? AND name = ?", (collection, name)
+        ).fetchone()
+        if row is None:
+            return []
+        ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE document_id = ?", row)]
+        db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        db.execute("DELETE FROM documents WHERE id = ?", row)
+        return ids
+
+    # --- chunks and pages -------------------------------------------------------------------
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"""SELECT c.id, d.name, c.page, c.text FROM chunks c
+                    JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})""",
+                list(ids),
+            ).fetchall()
+        return {r[0]: StoredChunk(*r) for r in rows}
+
+    def vectors(self, ids: Sequence[int], dimension: int) -> dict[int, Vectors]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", list(ids)
+            ).fetchall()
+        return {r[0]: np.frombuffer(r[1], dtype=np.float32, count=dimension) for r in rows}
+
+    def page_text(self, collection: str, name: str, page: int) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                """SELECT p.text FROM pages p JOIN documents d ON d.id = p.document_id
+                   WHERE d.collection = ? AND d.name = ? AND p.page = ?""",
+                (collection, name, page),
+            ).fetchone()
+        return row[0] if row else None
+
+    def chunk_ids(self, collection: str) -> list[int]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id
+                   WHERE d.collection = ? ORDER BY c.id""",
+                (collection,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def iter_vectors(
+        self, collection: str, dimension: int, batch: int = 4096
+    ) -> Iterator[tuple[list[int], Vectors]]:
+        """All (ids, vectors) of a collection in bounded batches (to rebuild the vector index)."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    """SELECT c.id, c.vector FROM chunks c JOIN documents d ON d.id = c.document_id
+                       WHERE d.collection = ? AND c.id > ? ORDER BY c.id LIMIT ?""",
+                    (collection, last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            ids = [r[0] for r in rows]
+            vectors = np.stack(
+                [np.frombuffer(r[1], dtype=np.float32, count=dimension) for r in rows]
+            )
+            yield ids, vectors
+            last = ids[-1]
+
+    def keyword_search(self, collection: str, question: str, limit: int) -> list[int]:
+        """Chunk ids ranked by BM25 for the question's terms, within one collection."""
+        query = keyword_query(question)
+        if not query:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT f.rowid FROM chunks_fts f
+                   JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id
+                   WHERE chunks_fts MATCH ? AND d.collection = ?
+                   ORDER BY bm25(chunks_fts) LIMIT ?""",
+                (query, collection, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+
+def _label(name: str, title: str) -> str:
+    """Words that name the document (file stem and title), indexed with each of its chunks."""
+    stem = Path(name).stem
+    words = re.sub(r"[_\-.]+", " ", stem)
+    return f"{words} {title}".strip()
