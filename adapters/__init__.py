@@ -1,0 +1,1 @@
+"""Chat platforms. Each lives in its own folder and implements `adapters.base.Adapter`."""

@@ -1,0 +1,75 @@
+"""The contract between the bot core and a chat platform.
+
+An adapter turns platform events into `Job`s and calls `BotCore.submit` (after fetching any
+attachment: platform file links expire). It never calls the RAG engine. The core then calls the
+`Adapter` methods below for that job, in this order, from the event loop:
+
+    acknowledge → post_status / stream_partial / post_ingest_progress (0..n, throttled)
+                → exactly one of post_answer / post_ingest_report / post_notice / post_error
+
+Calls for one job never overlap. `stream_partial` carries the whole answer so far (not a delta):
+edit one message in place. The final call replaces that message with the finished reply (use
+`bot.render` to render and split it under the platform's limit). A job recovered after a restart
+may get its final call without an `acknowledge` in this process: find the place to answer from
+`job.reply_to`. An exception raised by a method is logged by the core and does not stop the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from bot.jobs import Attachment, Job
+from rag.types import Answer, IngestReport
+
+
+class Adapter(Protocol):
+    """What the core calls to show a job's progress and result on one platform."""
+
+    @property
+    def platform(self) -> str:
+        """The `Job.platform` this adapter answers ("discord", "slack", "console", ...)."""
+        ...
+
+    async def acknowledge(self, job: Job, position: int, eta_s: float) -> None:
+        """The job is durably queued: say so, with its position (1 = next) and rough ETA."""
+        ...
+
+    async def post_status(self, job: Job, text: str) -> None:
+        """A short status line such as "searching the documents…" (see `bot.render`)."""
+        ...
+
+    async def stream_partial(self, job: Job, text: str) -> None:
+        """The answer written so far (replace the previous partial text)."""
+        ...
+
+    async def post_ingest_progress(self, job: Job, name: str, done: int, total: int) -> None:
+        """Pages of `name` indexed so far."""
+        ...
+
+    async def post_answer(self, job: Job, answer: Answer) -> None:
+        """The final answer, with citations (`bot.render.render_answer`)."""
+        ...
+
+    async def post_ingest_report(self, job: Job, report: IngestReport) -> None:
+        """The result of an ingest: files, pages, chunks, duplicates, failures with reasons."""
+        ...
+
+    async def post_notice(self, job: Job, text: str) -> None:
+        """A one-line final result, e.g. "Forgot guide.pdf (12 pages)."."""
+        ...
+
+    async def post_error(self, job: Job, message: str) -> None:
+        """The job failed or was cancelled; `message` is ready to show (`bot.replies`)."""
+        ...
+
+
+class FetchesAttachments(Protocol):
+    """Adapters whose platform sends files by reference download them before submitting a job.
+
+    `source` is whatever the platform gave (a URL and token, a file id); the bytes are stored with
+    the job, so a restart does not depend on a link that has expired. Raise a `FolioError` with a
+    reason the user can act on (too large, not a PDF, no access).
+    """
+
+    async def fetch_attachment(self, source: Mapping[str, Any]) -> Attachment: ...

@@ -1,0 +1,1 @@
+"""Folio's bot core: jobs, the queue, the worker, conversation history, the CLI and app wiring."""

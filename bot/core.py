@@ -1,0 +1,268 @@
+"""`BotCore`: the bot without a platform. Adapters submit jobs and get their replies back.
+
+    core = BotCore.from_settings(settings, engine)
+    core.register(adapter)            # one per platform
+    await core.start()                # recovers jobs a crash left running, starts the worker
+    accepted = await core.submit(job) # committed to SQLite before this returns
+    ...
+    await core.stop()                 # on SIGTERM/SIGINT: bounded, nothing lost
+
+The data flow: platform event → `Job` (committed) → queue → worker → engine (its own thread,
+streamed) → reply with citations → history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TextIO
+
+from adapters.base import Adapter
+from bot.errors import FolioError, GenerationCancelled, NotFoundError, PermissionDeniedError
+from bot.history import History, HistoryEntry, build_record
+from bot.jobs import Accepted, ErrorOutcome, Job, JobStatus
+from bot.migrations import BotDatabase
+from bot.ports import AnswerEngine
+from bot.queue import SqliteJobQueue
+from bot.worker import Throughput, Worker
+from rag.types import DocumentInfo
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SHUTTING_DOWN = "Folio is restarting; please ask again in a minute."
+
+
+@dataclass(frozen=True, slots=True)
+class CoreOptions:
+    """Tunables of the core; `from_settings` fills them from the configuration."""
+
+    max_pending: int = 200
+    max_pending_per_user: int = 5
+    edit_interval_s: float = 1.0
+    history_turns: int = 4  # earlier turns of the conversation passed for follow-ups
+    default_eta_s: float = 20.0  # per job, until real run times have been measured
+    stop_grace_s: float = 10.0  # how long `stop` lets the current job finish
+    cancel_wait_s: float = 3.0  # then how long the engine gets to notice it was cancelled
+    ack_timeout_s: float = 10.0
+
+
+class BotCore:
+    """Owns the bot database, the queue, the worker and its engine thread."""
+
+    def __init__(
+        self, engine: AnswerEngine, db_path: Path | str, options: CoreOptions | None = None
+    ) -> None:
+        self._engine = engine
+        self._db_path = db_path
+        self.options = options or CoreOptions()
+        self._adapters: dict[str, Adapter] = {}
+        self._db: BotDatabase | None = None
+        self._queue: SqliteJobQueue | None = None
+        self._history: History | None = None
+        self._worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: AnswerEngine) -> BotCore:
+        queue = settings.queue
+        options = CoreOptions(
+            max_pending=queue.max_pending,
+            max_pending_per_user=queue.max_pending_per_user,
+            edit_interval_s=queue.edit_interval_s,
+        )
+        return cls(engine, settings.bot_db, options)
+
+    def register(self, adapter: Adapter) -> None:
+        """Route jobs of `adapter.platform` to it. Jobs of platforms not registered stay queued."""
+        self._adapters[adapter.platform] = adapter
+        if self._worker is not None:
+            self._worker.wake()
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the database, requeue jobs a crash left running, start the worker."""
+        if self._worker_task is not None:
+            return
+        opts = self.options
+        self._db = await BotDatabase.open(self._db_path)
+        self._queue = SqliteJobQueue(
+            self._db, max_pending=opts.max_pending, max_pending_per_user=opts.max_pending_per_user
+        )
+        self._history = History(self._db)
+        await self._queue.recover()
+        throughput = Throughput(default_s=opts.default_eta_s)
+        for seconds in reversed(await self._queue.recent_durations(20)):
+            throughput.add(seconds)
+        # The engine's one thread: only it ever calls the engine.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="folio-engine")
+        self._worker = Worker(
+            queue=self._queue,
+            history=self._history,
+            engine=self._engine,
+            executor=self._executor,
+            adapters=self._adapters,
+            throughput=throughput,
+            edit_interval_s=opts.edit_interval_s,
+            history_turns=opts.history_turns,
+        )
+        self._worker_task = asyncio.create_task(self._worker.run(), name="folio-worker")
+        self._worker_task.add_done_callback(_log_crash)
+        self._accepting = True
+        logger.info("bot core started (db %s, platforms %s)", self._db_path, sorted(self._adapters))
+
+    async def stop(self) -> None:
+        """Stop accepting, finish or requeue the current job within a bounded time, close the DB."""
+        self._accepting = False
+        if self._worker is None or self._worker_task is None:
+            return
+        opts = self.options
+        await self._worker.stop(
+            self._worker_task, grace_s=opts.stop_grace_s, cancel_wait_s=opts.cancel_wait_s
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._db is not None:
+            await self._db.close()
+        if self._executor is not None:
+            # A stuck engine call cannot be interrupted; its job is already back in the queue.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker = self._worker_task = self._executor = None
+        self._db = self._queue = self._history = None
+        logger.info("bot core stopped")
+
+    async def __aenter__(self) -> BotCore:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ---- what adapters call -----------------------------------------------------------------
+
+    async def submit(self, job: Job) -> Accepted:
+        """Queue `job` durably, then tell its adapter where it stands (in the background).
+
+        Raises DuplicateJobError for a redelivered event, QueueFullError over a cap, FolioError
+        while shutting down; in every case nothing was queued.
+        """
+        queue, worker = self._require_started()
+        if not self._accepting:
+            raise FolioError(SHUTTING_DOWN)
+        adapter = self._adapters.get(job.platform)
+        if adapter is None:
+            raise ValueError(f"no adapter registered for platform {job.platform!r}")
+        placement = await queue.put(job)
+        stored = placement.job
+        accepted = Accepted(
+            job_id=stored.id,
+            position=placement.position,
+            eta_s=worker.throughput.eta(placement.position + placement.running),
+            job=stored,
+        )
+        # No await between the commit and these two lines: the worker cannot start the job
+        # before it knows to wait for the acknowledgement.
+        ack = self._spawn(self._acknowledge(adapter, accepted))
+        worker.expect_ack(stored.id, ack)
+        worker.wake()
+        logger.info(
+            "job %s queued: %s from %s/%s (position %s)",
+            stored.id, stored.kind.value, stored.platform, stored.user, accepted.position,
+        )
+        return accepted
+
+    async def cancel(self, platform: str, user: str, job_id: int | None = None) -> Job:
+        """Cancel the user's job `job_id`, or their latest queued or running one.
+
+        Returns the job as it was when cancelled. A running answer stops within about a second
+        (the job's message ends with "Cancelled."). Raises NotFoundError when there is nothing to
+        cancel, PermissionDeniedError for someone else's job, FolioError if it already finished.
+        """
+        queue, worker = self._require_started()
+        if job_id is None:
+            job = await queue.latest_active(platform, user)
+            if job is None:
+                raise NotFoundError("You have nothing queued or running.")
+        else:
+            found = await queue.get(job_id)
+            if found is None:
+                raise NotFoundError(f"There is no job {job_id}.")
+            job = found
+        if job.requester != (platform, user):
+            raise PermissionDeniedError(f"Job {job.id} is not yours to cancel.")
+        if job.status is JobStatus.PENDING:
+            outcome = ErrorOutcome(GenerationCancelled().message)
+            record = build_record(job, JobStatus.CANCELLED, outcome)
+            if await queue.cancel_pending(job.id, outcome, record):
+                await worker.deliver_without_running(job, outcome)
+                return job
+        if worker.cancel_running(job.id):
+            return job
+        raise FolioError(f"Job {job.id} has already finished.")
+
+    async def history(self, platform: str, user: str, *, limit: int = 10) -> list[HistoryEntry]:
+        """The user's own recent requests, newest first."""
+        self._require_started()
+        assert self._history is not None
+        return await self._history.for_user(platform, user, limit=limit)
+
+    async def export_history(self, out: TextIO) -> int:
+        """Every logged question and answer as JSONL; returns the number of rows."""
+        self._require_started()
+        assert self._history is not None
+        return await self._history.export_jsonl(out)
+
+    async def documents(self, collection: str) -> list[DocumentInfo]:
+        """What is indexed (runs on the engine thread, after the job in progress)."""
+        _, worker = self._require_started()
+        return await worker.call_engine(self._engine.documents, collection)
+
+    async def job(self, job_id: int) -> Job | None:
+        """A job's stored state (without its attachment)."""
+        queue, _ = self._require_started()
+        return await queue.get(job_id)
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _require_started(self) -> tuple[SqliteJobQueue, Worker]:
+        if self._queue is None or self._worker is None:
+            raise FolioError(SHUTTING_DOWN)  # stopped, or not started yet
+        return self._queue, self._worker
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @staticmethod
+    async def _acknowledge(adapter: Adapter, accepted: Accepted) -> None:
+        try:
+            await adapter.acknowledge(accepted.job, accepted.position, accepted.eta_s)
+        except Exception:
+            logger.exception("job %s: could not acknowledge on %s", accepted.job_id,
+                             accepted.job.platform)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        exc = task.exception()
+        if exc is not None:
+            logger.error("the worker stopped unexpectedly", exc_info=exc)

@@ -1,0 +1,29 @@
+"""Errors of the bot core, plus re-exports so callers import every user-facing error from here."""
+
+from __future__ import annotations
+
+from config.errors import ConfigError, FolioError
+from rag.errors import BadDocumentError, GenerationCancelled, NotFoundError
+
+__all__ = [
+    "BadDocumentError",
+    "ConfigError",
+    "DuplicateJobError",
+    "FolioError",
+    "GenerationCancelled",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QueueFullError",
+]
+
+
+class QueueFullError(FolioError):
+    """The queue (global, or this user's share) is at its cap; nothing was queued."""
+
+
+class DuplicateJobError(FolioError):
+    """A job with this idempotency key was already accepted (a platform retry); nothing was queued."""
+
+
+class PermissionDeniedError(FolioError):
+    """The user may not do this (for example, a non-admin tried to ingest or forget)."""

@@ -1,0 +1,341 @@
+"""The durable job queue: SQLite (WAL) behind a small `JobQueue` protocol.
+
+A job is committed before the platform hears "queued", so nothing acknowledged is ever lost.
+Order is fair: the next job belongs to the user served least recently among those waiting, and
+each user's own jobs run first-in first-out. Another back end (Redis) implements the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+import aiosqlite
+
+from bot.errors import DuplicateJobError, QueueFullError
+from bot.history import HistoryRecord, insert_record
+from bot.jobs import (
+    Attachment,
+    Job,
+    JobKind,
+    JobStatus,
+    Outcome,
+    Placement,
+    outcome_from_json,
+    outcome_to_json,
+)
+from bot.migrations import BotDatabase
+
+logger = logging.getLogger(__name__)
+
+UserKey = tuple[str, str]  # (platform, user)
+
+
+class JobQueue(Protocol):
+    """What the core and the worker need from a queue back end."""
+
+    async def put(self, job: Job) -> Placement:
+        """Store a new job durably. Raises DuplicateJobError or QueueFullError (nothing stored)."""
+        ...
+
+    async def claim(self, platforms: Collection[str]) -> Job | None:
+        """Mark the fairly-next pending job of these platforms running and return it, or None."""
+        ...
+
+    async def complete(
+        self, job_id: int, status: JobStatus, outcome: Outcome, record: HistoryRecord | None
+    ) -> bool:
+        """Finish a running job with its outcome and history row, atomically.
+
+        Returns False (and changes nothing) if the job is no longer running, so a job is never
+        finished twice.
+        """
+        ...
+
+    async def cancel_pending(
+        self, job_id: int, outcome: Outcome, record: HistoryRecord | None
+    ) -> bool:
+        """Cancel a job that is still pending; False if it already started or finished."""
+        ...
+
+    async def requeue(self, job_id: int) -> None:
+        """Put a running job back to pending (graceful shutdown)."""
+        ...
+
+    async def recover(self) -> list[int]:
+        """At start: jobs left running by a previous process go back to pending."""
+        ...
+
+    async def get(self, job_id: int) -> Job | None: ...
+
+    async def latest_active(self, platform: str, user: str) -> Job | None:
+        """The user's newest pending or running job."""
+        ...
+
+    async def undelivered(self, platforms: Collection[str]) -> list[tuple[Job, Outcome]]:
+        """Finished jobs whose outcome was stored but not confirmed delivered (crash in between)."""
+        ...
+
+    async def mark_delivered(self, job_id: int) -> None: ...
+
+    async def recent_durations(self, limit: int) -> list[float]:
+        """Run times in seconds of the latest answered questions, newest first (for the ETA)."""
+        ...
+
+
+def fair_order(
+    pending: Sequence[tuple[int, UserKey]], last_seq: Mapping[UserKey, int]
+) -> list[int]:
+    """The order in which `pending` (job id, user) will run: round-robin over users.
+
+    Users are taken least-recently-served first (never served counts as 0; ties go to the user
+    whose oldest waiting job is older); each round serves every waiting user once, in that order,
+    and each user's jobs run in id (arrival) order.
+    """
+    by_user: dict[UserKey, list[int]] = defaultdict(list)
+    for job_id, user in sorted(pending):
+        by_user[user].append(job_id)
+    users = sorted(by_user, key=lambda u: (last_seq.get(u, 0), by_user[u][0]))
+    order: list[int] = []
+    for round_index in range(max((len(jobs) for jobs in by_user.values()), default=0)):
+        order.extend(by_user[u][round_index] for u in users if round_index < len(by_user[u]))
+    return order
+
+
+_LIGHT_COLUMNS = (
+    "id, kind, status, platform, collection, channel, thread, user_id, message_id, text,"
+    " attachment_name, reply_to, idempotency_key, created_at, started_at, finished_at, attempts"
+)
+
+
+def _row_to_job(row: aiosqlite.Row, *, with_attachment: bool) -> Job:
+    attachment = None
+    if with_attachment and row["attachment_name"] is not None:
+        attachment = Attachment(row["attachment_name"], bytes(row["attachment"] or b""))
+    return Job(
+        id=row["id"],
+        kind=JobKind(row["kind"]),
+        status=JobStatus(row["status"]),
+        platform=row["platform"],
+        collection=row["collection"],
+        channel=row["channel"],
+        thread=row["thread"],
+        user=row["user_id"],
+        message_id=row["message_id"],
+        text=row["text"],
+        attachment=attachment,
+        reply_to=json.loads(row["reply_to"]),
+        idempotency_key=row["idempotency_key"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        attempts=row["attempts"],
+    )
+
+
+class SqliteJobQueue:
+    """`JobQueue` on the bot's SQLite file; every write is one `BEGIN IMMEDIATE` transaction."""
+
+    def __init__(self, db: BotDatabase, *, max_pending: int, max_pending_per_user: int) -> None:
+        self._db = db
+        self._max_pending = max_pending
+        self._max_per_user = max_pending_per_user
+
+    async def put(self, job: Job) -> Placement:
+        now = time.time()
+        async with self._db.transaction() as db:
+            async with db.execute(
+                "SELECT id FROM jobs WHERE platform = ? AND idempotency_key = ?",
+                (job.platform, job.idempotency_key),
+            ) as cur:
+                existing = await cur.fetchone()
+            if existing is not None:
+                raise DuplicateJobError(f"Already received that message (job {existing['id']}).")
+            pending = await self._pending(db)
+            if len(pending) >= self._max_pending:
+                raise QueueFullError(
+                    f"The queue is full ({self._max_pending} requests waiting); "
+                    "please try again in a few minutes."
+                )
+            mine = sum(1 for _, user in pending if user == job.requester)
+            if mine >= self._max_per_user:
+                raise QueueFullError(
+                    f"You already have {mine} requests waiting; wait for an answer "
+                    "or cancel one first."
+                )
+            cur = await db.execute(
+                "INSERT INTO jobs (kind, status, platform, collection, channel, thread, user_id,"
+                " message_id, text, attachment_name, attachment, reply_to, idempotency_key,"
+                " created_at) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.kind.value,
+                    job.platform,
+                    job.collection,
+                    job.channel,
+                    job.thread,
+                    job.user,
+                    job.message_id,
+                    job.text,
+                    job.attachment.filename if job.attachment else None,
+                    job.attachment.data if job.attachment else None,
+                    json.dumps(dict(job.reply_to), ensure_ascii=False),
+                    job.idempotency_key,
+                    now,
+                ),
+            )
+            job_id = cur.lastrowid
+            assert job_id is not None
+            order = fair_order([*pending, (job_id, job.requester)], await self._last_seq(db))
+            async with db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'running'") as cur:
+                running = (await cur.fetchone() or (0,))[0]
+        stored = replace(job, id=job_id, status=JobStatus.PENDING, created_at=now)
+        return Placement(job=stored, position=order.index(job_id) + 1, running=int(running))
+
+    async def claim(self, platforms: Collection[str]) -> Job | None:
+        if not platforms:
+            return None
+        async with self._db.transaction() as db:
+            order = fair_order(await self._pending(db, platforms), await self._last_seq(db))
+            if not order:
+                return None
+            job_id = order[0]
+            now = time.time()
+            await db.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (now, job_id),
+            )
+            await db.execute(
+                "INSERT INTO user_turns (platform, user_id, last_seq)"
+                " SELECT platform, user_id, (SELECT COALESCE(MAX(last_seq), 0) + 1 FROM user_turns)"
+                " FROM jobs WHERE id = ?"
+                " ON CONFLICT (platform, user_id) DO UPDATE SET last_seq = excluded.last_seq",
+                (job_id,),
+            )
+            async with db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+                row = await cur.fetchone()
+        assert row is not None
+        return _row_to_job(row, with_attachment=True)
+
+    async def complete(
+        self, job_id: int, status: JobStatus, outcome: Outcome, record: HistoryRecord | None
+    ) -> bool:
+        return await self._finish(job_id, JobStatus.RUNNING, status, outcome, record)
+
+    async def cancel_pending(
+        self, job_id: int, outcome: Outcome, record: HistoryRecord | None
+    ) -> bool:
+        return await self._finish(job_id, JobStatus.PENDING, JobStatus.CANCELLED, outcome, record)
+
+    async def _finish(
+        self,
+        job_id: int,
+        expected: JobStatus,
+        status: JobStatus,
+        outcome: Outcome,
+        record: HistoryRecord | None,
+    ) -> bool:
+        error = getattr(outcome, "message", "")
+        async with self._db.transaction() as db:
+            cur = await db.execute(
+                "UPDATE jobs SET status = ?, finished_at = ?, result = ?, error = ?,"
+                " attachment = NULL WHERE id = ? AND status = ?",
+                (
+                    status.value,
+                    record.answered_at if record else time.time(),
+                    outcome_to_json(outcome),
+                    error,
+                    job_id,
+                    expected.value,
+                ),
+            )
+            if cur.rowcount != 1:
+                logger.warning("job %s was not %s; left unchanged", job_id, expected.value)
+                return False
+            if record is not None:
+                await insert_record(db, record)
+        return True
+
+    async def requeue(self, job_id: int) -> None:
+        async with self._db.transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET status = 'pending', started_at = NULL"
+                " WHERE id = ? AND status = 'running'",
+                (job_id,),
+            )
+
+    async def recover(self) -> list[int]:
+        async with self._db.transaction() as db:
+            async with db.execute("SELECT id FROM jobs WHERE status = 'running'") as cur:
+                ids = [row["id"] for row in await cur.fetchall()]
+            await db.execute(
+                "UPDATE jobs SET status = 'pending', started_at = NULL WHERE status = 'running'"
+            )
+        if ids:
+            logger.warning("requeued %d job(s) left running by the last process: %s", len(ids), ids)
+        return ids
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self._db.reading() as db, db.execute(
+            f"SELECT {_LIGHT_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _row_to_job(row, with_attachment=False)
+
+    async def latest_active(self, platform: str, user: str) -> Job | None:
+        async with self._db.reading() as db, db.execute(
+            f"SELECT {_LIGHT_COLUMNS} FROM jobs WHERE platform = ? AND user_id = ?"
+            " AND status IN ('pending', 'running') ORDER BY id DESC LIMIT 1",
+            (platform, user),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _row_to_job(row, with_attachment=False)
+
+    async def undelivered(self, platforms: Collection[str]) -> list[tuple[Job, Outcome]]:
+        if not platforms:
+            return []
+        marks = ", ".join("?" for _ in platforms)
+        async with self._db.reading() as db, db.execute(
+            f"SELECT {_LIGHT_COLUMNS}, result FROM jobs WHERE delivered_at IS NULL"
+            f" AND result IS NOT NULL AND platform IN ({marks}) ORDER BY id",
+            tuple(platforms),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            (_row_to_job(r, with_attachment=False), outcome_from_json(r["result"])) for r in rows
+        ]
+
+    async def mark_delivered(self, job_id: int) -> None:
+        async with self._db.transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET delivered_at = ? WHERE id = ?", (time.time(), job_id)
+            )
+
+    async def recent_durations(self, limit: int) -> list[float]:
+        async with self._db.reading() as db, db.execute(
+            "SELECT finished_at - started_at AS seconds FROM jobs WHERE status = 'done'"
+            " AND kind = 'question' AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+            (limit,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [float(r["seconds"]) for r in rows]
+
+    async def _pending(
+        self, db: aiosqlite.Connection, platforms: Collection[str] | None = None
+    ) -> list[tuple[int, UserKey]]:
+        sql = "SELECT id, platform, user_id FROM jobs WHERE status = 'pending'"
+        params: tuple[Any, ...] = ()
+        if platforms is not None:
+            sql += f" AND platform IN ({', '.join('?' for _ in platforms)})"
+            params = tuple(platforms)
+        async with db.execute(sql, params) as cur:
+            return [(r["id"], (r["platform"], r["user_id"])) for r in await cur.fetchall()]
+
+    async def _last_seq(self, db: aiosqlite.Connection) -> dict[UserKey, int]:
+        async with db.execute("SELECT platform, user_id, last_seq FROM user_turns") as cur:
+            return {(r["platform"], r["user_id"]): r["last_seq"] for r in await cur.fetchall()}

@@ -1,0 +1,98 @@
+"""The SQLite queue and its schema: fair order, durability settings, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+from fakes import make_job
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.migrations import MIGRATIONS, BotDatabase, migrate
+from bot.queue import SqliteJobQueue, fair_order
+
+
+def test_fair_order_is_round_robin_and_fifo_per_user() -> None:
+    a, b, c = ("p", "a"), ("p", "b"), ("q", "c")
+    pending = [(1, a), (2, a), (3, a), (4, b), (5, c), (6, b)]
+    assert fair_order(pending, {}) == [1, 4, 5, 2, 6, 3]
+    # a was served most recently, c before b: c, b, a, then again.
+    assert fair_order(pending, {a: 9, b: 5, c: 2}) == [5, 4, 1, 6, 2, 3]
+    assert fair_order([], {}) == []
+
+
+@given(st.lists(st.sampled_from("abcde"), max_size=40), st.permutations("abcde"))
+def test_fair_order_properties(users: list[str], served: list[str]) -> None:
+    pending = [(i + 1, ("p", u)) for i, u in enumerate(users)]
+    last_seq = {("p", u): n for n, u in enumerate(served[:2], start=1)}
+    order = fair_order(pending, last_seq)
+    owner = dict(pending)
+    assert sorted(order) == [job for job, _ in pending]
+    for user in set(users):
+        mine = [j for j in order if owner[j][1] == user]
+        assert mine == sorted(mine)  # FIFO within a user
+    # Round-robin: every waiting user's k-th job runs before anyone's (k+1)-th.
+    count: Counter[str] = Counter()
+    turns = []
+    for job in order:
+        count[owner[job][1]] += 1
+        turns.append(count[owner[job][1]])
+    assert turns == sorted(turns)
+    # Within the first round, users never served go first, then by least recently served.
+    first_round = [owner[j][1] for j, turn in zip(order, turns, strict=True) if turn == 1]
+    rank = {u: served_at for served_at, u in enumerate(served[:2], start=1)}
+    assert [rank.get(u, 0) for u in first_round] == sorted(rank.get(u, 0) for u in first_round)
+
+
+async def test_migrations_are_recorded_and_rerunning_is_a_no_op(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite"
+    db = await BotDatabase.open(path)
+    assert await migrate(db.conn) == []  # open() already applied them
+    await db.close()
+    with sqlite3.connect(path) as raw:
+        names = [r[0] for r in raw.execute("SELECT name FROM _migrations ORDER BY rowid")]
+        assert names == [fn.__name__ for fn in MIGRATIONS] == ["m001_jobs", "m002_history"]
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again = await BotDatabase.open(path)
+    await again.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_a_failed_migration_leaves_nothing_half_done(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite"
+    await (await BotDatabase.open(path)).close()
+
+    async def m003_broken(db: object) -> None:
+        conn = db  # an aiosqlite connection
+        await conn.execute("CREATE TABLE half (x)")  # type: ignore[attr-defined]
+        raise RuntimeError("boom")
+
+    MIGRATIONS.append(m003_broken)
+    try:
+        try:
+            await BotDatabase.open(path)
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("the broken migration should have failed")
+    finally:
+        MIGRATIONS.remove(m003_broken)
+    with sqlite3.connect(path) as raw:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "half" not in tables
+        assert raw.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
+
+
+async def test_claim_only_takes_jobs_of_registered_platforms(tmp_path: Path) -> None:
+    db = await BotDatabase.open(tmp_path / "bot.sqlite")
+    queue = SqliteJobQueue(db, max_pending=10, max_pending_per_user=10)
+    slack = (await queue.put(make_job("slack", "ann"))).job
+    assert await queue.claim(["discord"]) is None
+    claimed = await queue.claim(["discord", "slack"])
+    assert claimed is not None and claimed.id == slack.id and claimed.attempts == 1
+    assert await queue.recover() == [slack.id]
+    assert (await queue.get(slack.id)) is not None
+    await db.close()
