@@ -1,0 +1,139 @@
+"""Where a job's replies go in Discord, and how they get there.
+
+A job carries, in `reply_to`, what is needed to answer it even after a restart: the channel (or
+thread) and the user message to reply to. While the process lives, the job's `StreamingReply`
+(over a channel or a live interaction) is kept here, so the acknowledgement, the statuses, the
+partial answer and the final answer are one message that grows by throttled edits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from adapters.discord import format as fmt
+from adapters.discord.outlets import ChannelOutlet, Outlet
+from adapters.discord.stream import StreamingReply
+from bot.jobs import Job
+from rag.types import Answer, IngestReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTo:
+    """The Discord side of `Job.reply_to`."""
+
+    channel_id: int  # the channel, thread or DM the replies go to
+    reply_to_message_id: int = 0  # the user's message to reply to (0: none)
+    header: str = ""  # said first when the answer is not an interaction response
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "channel_id": str(self.channel_id),
+            "reply_to_message_id": str(self.reply_to_message_id),
+            "header": self.header,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReplyTo:
+        return cls(
+            channel_id=int(data.get("channel_id") or 0),
+            reply_to_message_id=int(data.get("reply_to_message_id") or 0),
+            header=str(data.get("header") or ""),
+        )
+
+
+class _JobReply:
+    """The stream of one job, and a lock so the core's calls for it never interleave."""
+
+    def __init__(self, stream: StreamingReply) -> None:
+        self.stream = stream
+        self.lock = asyncio.Lock()
+
+
+class DiscordDelivery:
+    """Turns the core's calls about a job into Discord messages and edits."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        edit_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._interval = edit_interval_s
+        self._clock = clock
+        self._replies: dict[str, _JobReply] = {}
+
+    # ---- registration (by the event handlers, before the job is submitted) --------------------
+
+    def register(self, job: Job, outlet: Outlet) -> StreamingReply:
+        stream = self._new_stream(outlet)
+        self._replies[job.idempotency_key] = _JobReply(stream)
+        return stream
+
+    def forget(self, job: Job) -> None:
+        self._replies.pop(job.idempotency_key, None)
+
+    def _new_stream(self, outlet: Outlet) -> StreamingReply:
+        return StreamingReply(outlet, interval_s=self._interval, clock=self._clock)
+
+    def _reply(self, job: Job) -> _JobReply:
+        reply = self._replies.get(job.idempotency_key)
+        if reply is None:  # a job recovered after a restart: answer in its channel
+            reply = _JobReply(self._new_stream(self._outlet_from(ReplyTo.from_dict(job.reply_to))))
+            self._replies[job.idempotency_key] = reply
+        return reply
+
+    def _outlet_from(self, target: ReplyTo) -> ChannelOutlet:
+        channel = self._client.get_partial_messageable(target.channel_id)
+        reference: discord.PartialMessage | None = None
+        if target.reply_to_message_id:
+            reference = channel.get_partial_message(target.reply_to_message_id)
+        return ChannelOutlet(channel, reply_to=reference, header=target.header)
+
+    # ---- what the core tells us --------------------------------------------------------------
+
+    async def acknowledge(self, job: Job, position: int, eta_s: float) -> None:
+        await self.status(job, fmt.queued_line(position, eta_s))
+
+    async def status(self, job: Job, text: str) -> None:
+        reply = self._reply(job)
+        async with reply.lock:
+            await reply.stream.show(fmt.status_line(text), force=True)
+
+    async def partial(self, job: Job, text: str) -> None:
+        """The answer so far; edits are throttled, so most calls change nothing."""
+        reply = self._reply(job)
+        if reply.lock.locked():  # an edit is in flight; a later call will carry newer text
+            return
+        async with reply.lock:
+            await reply.stream.show(fmt.no_previews(text) + " …")
+
+    async def answer(self, job: Job, answer: Answer) -> None:
+        await self.final(job, fmt.answer_messages(answer))
+
+    async def ingest_report(self, job: Job, report: IngestReport) -> None:
+        await self.final(job, fmt.ingest_messages(report))
+
+    async def notice(self, job: Job, text: str) -> None:
+        await self.final(job, fmt.messages(text))
+
+    async def error(self, job: Job, message: str) -> None:
+        await self.final(job, fmt.messages(message))
+
+    async def final(self, job: Job, pieces: Sequence[str]) -> None:
+        reply = self._reply(job)
+        try:
+            async with reply.lock:
+                await reply.stream.finish(pieces)
+        finally:
+            self.forget(job)

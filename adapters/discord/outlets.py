@@ -1,0 +1,132 @@
+"""Where one job's messages go: a channel or thread, or an interaction (with a channel fallback).
+
+Everything the bot sends goes through here, so every message carries
+`allowed_mentions=none` (no document text can ping anyone) and suppressed link previews.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import discord
+
+if TYPE_CHECKING:
+    from discord.abc import Messageable
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+# Interaction tokens last 15 minutes; stop using one a little before, so a long send cannot
+# straddle the deadline.
+TOKEN_MARGIN = datetime.timedelta(seconds=30)
+# What Discord answers when an interaction token is no longer valid.
+# Unknown Webhook, Unknown interaction, Invalid Webhook Token.
+_EXPIRED_CODES = {10015, 10062, 50027}
+
+Sent = discord.Message  # InteractionMessage and WebhookMessage are Message subclasses
+
+
+class Outlet(Protocol):
+    """Sends and edits the messages of one job."""
+
+    async def send(self, text: str) -> Sent: ...
+
+    async def edit(self, message: Sent, text: str) -> Sent:
+        """Edit `message`; may return a new message if the old one can no longer be edited."""
+        ...
+
+
+class ChannelOutlet:
+    """Messages in a channel, thread or DM; the first one may reply to the user's message."""
+
+    def __init__(
+        self,
+        channel: Messageable,
+        *,
+        reply_to: discord.Message | discord.PartialMessage | None = None,
+        header: str = "",
+    ) -> None:
+        self.channel = channel
+        self._reply_to = reply_to
+        self._header = header.strip()  # its own message before the first one (whom it is for)
+
+    async def send(self, text: str) -> Sent:
+        reference, self._reply_to = self._reply_to, None
+        header, self._header = self._header, ""
+        if header:
+            await self.channel.send(header, allowed_mentions=NO_MENTIONS, suppress_embeds=True)
+        if reference is not None:
+            return await self.channel.send(
+                text,
+                reference=reference.to_reference(fail_if_not_exists=False),
+                mention_author=False,
+                allowed_mentions=NO_MENTIONS,
+                suppress_embeds=True,
+            )
+        return await self.channel.send(text, allowed_mentions=NO_MENTIONS, suppress_embeds=True)
+
+    async def edit(self, message: Sent, text: str) -> Sent:
+        # discord.py sends `flags` with every edit: keep link previews suppressed
+        return await message.edit(content=text, allowed_mentions=NO_MENTIONS, suppress=True)
+
+
+class InteractionOutlet:
+    """Replies to a deferred interaction: the first message fills the deferred response, the rest
+    are followups. Once the token is (nearly) expired, messages go to the channel instead."""
+
+    def __init__(
+        self,
+        interaction: discord.Interaction[discord.Client],
+        *,
+        fallback: ChannelOutlet,
+        now: Callable[[], datetime.datetime] = discord.utils.utcnow,
+    ) -> None:
+        self._interaction = interaction
+        self._fallback = fallback
+        self._now = now
+        self._used_original = False
+        self.expired = False
+
+    def _token_usable(self) -> bool:
+        if not self.expired:
+            deadline = self._interaction.expires_at - TOKEN_MARGIN
+            self.expired = self._now() >= deadline
+        return not self.expired
+
+    async def send(self, text: str) -> Sent:
+        if self._token_usable():
+            try:
+                if not self._used_original:
+                    self._used_original = True
+                    return await self._interaction.edit_original_response(
+                        content=text, allowed_mentions=NO_MENTIONS
+                    )
+                return await self._interaction.followup.send(
+                    text, allowed_mentions=NO_MENTIONS, suppress_embeds=True, wait=True
+                )
+            except discord.HTTPException as exc:
+                if not _token_expired(exc):
+                    raise
+                log.info("interaction %s expired; answering in the channel", self._interaction.id)
+                self.expired = True
+        return await self._fallback.send(text)
+
+    async def edit(self, message: Sent, text: str) -> Sent:
+        if isinstance(message, discord.InteractionMessage | discord.WebhookMessage):
+            if not self._token_usable():
+                return await self._fallback.send(text)
+            try:
+                return await message.edit(content=text, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:
+                if not _token_expired(exc):
+                    raise
+                self.expired = True
+                return await self._fallback.send(text)
+        return await self._fallback.edit(message, text)
+
+
+def _token_expired(exc: discord.HTTPException) -> bool:
+    return exc.status == 401 or exc.code in _EXPIRED_CODES
