@@ -1,0 +1,95 @@
+"""One answer message that grows by edits: posted once, edited at most every `interval_s` seconds
+while the answer is written (chat.update is rate limited per channel), then replaced by the final
+text, whose overflow goes into the thread as further messages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from adapters.slack.mrkdwn import split_message
+from adapters.slack.outbox import Posted, SlackOutbox
+
+
+class StreamingMessage:
+    def __init__(
+        self,
+        outbox: SlackOutbox,
+        channel: str,
+        *,
+        thread_ts: str | None,
+        interval_s: float,
+        existing_ts: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._outbox = outbox
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self._interval = interval_s
+        self._clock = clock
+        self.posted = Posted(channel, existing_ts) if existing_ts else None
+        self._last_edit = float("-inf")
+        self._last_text = ""
+        self._lock = asyncio.Lock()  # the worker's edits and the listener's first post can race
+
+    @property
+    def ts(self) -> str | None:
+        return self.posted.ts if self.posted else None
+
+    async def show(self, text: str, *, force: bool = False) -> bool:
+        """Post or edit to `text` (cut to one message); False if skipped by the throttle."""
+        async with self._lock:
+            return await self._show(self._fit(text), force)
+
+    async def _show(self, text: str, force: bool) -> bool:
+        if self.posted is None:
+            self.posted = await self._outbox.post(self.channel, text, thread_ts=self.thread_ts)
+            self._last_edit = self._clock()
+            self._last_text = text
+            return True
+        if text == self._last_text:
+            return False
+        if not force and self._clock() - self._last_edit < self._interval:
+            return False
+        await self._outbox.update(self.posted, text)
+        self._last_edit = self._clock()
+        self._last_text = text
+        return True
+
+    async def finish(self, text: str) -> None:
+        """The final text: the first piece replaces the message, the rest go to its thread."""
+        async with self._lock:
+            await self._finish(text)
+
+    async def _finish(self, text: str) -> None:
+        pieces = split_message(text, self._outbox.message_limit)
+        if (
+            self.posted is not None
+            and pieces[0] != self._last_text
+            and not await self._try_update(self.posted, pieces[0])
+        ):
+            self.posted = None  # someone deleted the message: post the answer anew
+        if self.posted is None:
+            self.posted = await self._outbox.post(self.channel, pieces[0], thread_ts=self.thread_ts)
+        self._last_text = pieces[0]
+        thread = self.thread_ts or self.posted.ts
+        for piece in pieces[1:]:
+            await self._outbox.post(self.channel, piece, thread_ts=thread)
+
+    async def _try_update(self, posted: Posted, text: str) -> bool:
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            await self._outbox.update(posted, text)
+        except SlackApiError as exc:
+            if exc.response.get("error") in ("message_not_found", "cant_update_message"):
+                return False
+            raise
+        return True
+
+    def _fit(self, text: str) -> str:
+        limit = self._outbox.message_limit
+        if len(text) <= limit:
+            return text
+        return split_message(text, limit - 2)[0] + " …"
