@@ -1,0 +1,118 @@
+"""The composition root: settings → engine → bot core → adapters, and their lifecycle.
+
+Everything is built here and passed in; nothing is created at import time. `python -m bot` (the
+Procfile's process) runs `run_bot`: every adapter whose credentials are configured starts, all
+sharing one queue and one worker; with none configured, the terminal chat starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bot.core import BotCore
+from config.settings import Settings
+from rag.engine import build_engine
+
+logger = logging.getLogger(__name__)
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    """Platforms whose credentials are present in the environment."""
+    platforms = []
+    if settings.discord_token is not None:
+        platforms.append("discord")
+    if settings.slack_bot_token is not None and (
+        settings.slack_app_token is not None
+        or (settings.slack.mode == "http" and settings.slack_signing_secret is not None)
+    ):
+        platforms.append("slack")
+    return platforms
+
+
+def _build_adapters(settings: Settings, core: BotCore, platforms: list[str]) -> list[Any]:
+    adapters: list[Any] = []
+    if "slack" in platforms:
+        from adapters.slack import SlackAdapter
+
+        adapters.append(
+            SlackAdapter(
+                core,
+                settings.slack,
+                bot_token=settings.slack_bot_token,
+                app_token=settings.slack_app_token,
+                signing_secret=settings.slack_signing_secret,
+            )
+        )
+    if "discord" in platforms:
+        from adapters.discord.adapter import DiscordAdapter
+
+        assert settings.discord_token is not None
+        adapters.append(
+            DiscordAdapter(core, settings.discord, token=settings.discord_token.get_secret_value())
+        )
+    return adapters
+
+
+async def run_bot(settings: Settings, *, console: bool | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or, for the terminal chat, until it ends). Returns an exit code."""
+    engine = build_engine(settings)
+    platforms = configured_platforms(settings)
+    use_console = console if console is not None else not platforms
+    started = time.perf_counter()
+    # Load and warm the models once, on the engine's side, before anyone is told we are ready.
+    await asyncio.to_thread(engine.warm_up)
+    logger.info("models ready in %.1fs (%s)", time.perf_counter() - started, engine.model_name)
+    core = BotCore.from_settings(settings, engine)
+    adapters = _build_adapters(settings, core, platforms)
+    chat = None
+    if use_console:
+        from adapters.console import ConsoleChat
+
+        chat = ConsoleChat(core, collection=settings.default_collection)
+        adapters.append(chat)
+    for adapter in adapters:
+        core.register(adapter)
+    stop = asyncio.Event()
+    _install_signal_handlers(stop.set)
+    await core.start()
+    try:
+        for adapter in adapters:
+            if adapter is not chat:
+                await adapter.start()
+                logger.info("%s adapter started", adapter.platform)
+        logger.info("Folio ready in %.1fs", time.perf_counter() - started)
+        if chat is not None:
+            chat_task = asyncio.create_task(chat.run(), name="folio-console")
+            stop_task = asyncio.create_task(stop.wait())
+            await asyncio.wait({chat_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            stop_task.cancel()
+            if not chat_task.done():
+                chat_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await chat_task
+        else:
+            await stop.wait()
+    finally:
+        for adapter in reversed(adapters):
+            if adapter is not chat:
+                try:
+                    await adapter.stop()
+                except Exception:
+                    logger.exception("stopping the %s adapter failed", adapter.platform)
+        await core.stop()
+        await asyncio.to_thread(engine.close)
+        logger.info("Folio stopped")
+    return 0
+
+
+def _install_signal_handlers(callback: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, callback)
