@@ -49,6 +49,12 @@ class GeneratorSettings(BaseModel):
     batch_tokens: int = Field(default=512, ge=32)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     repeat_penalty: float = Field(default=1.15, ge=1.0, le=2.0)
+    answer_mode: Literal["hybrid", "generate", "extract"] = Field(
+        default="hybrid",
+        description="hybrid: the model writes from the best evidence sentences and the answer "
+        "keeps the key sentence verbatim if the model left it out; generate: the model's "
+        "supported sentences only; extract: the best sentences verbatim, no model call.",
+    )
 
 
 class ChunkingSettings(BaseModel):
@@ -68,6 +74,17 @@ class RetrievalSettings(BaseModel):
         le=1.0,
         description="Below this cosine similarity for the best passage, Folio says the documents "
         "don't say instead of calling the model (calibrated on the dev set).",
+    )
+    min_evidence_score: float = Field(
+        default=0.6,
+        description="Below this score for the best sentence (cosine + 0.3 × keyword overlap), "
+        "Folio abstains (calibrated on the dev set).",
+    )
+    evidence_sentences: int = Field(default=6, ge=1, le=40)
+    abstain_on_unknown_terms: bool = Field(
+        default=True,
+        description="Abstain when the question names something (a word that is not common "
+        "English) that appears nowhere in the collection.",
     )
     prompt_passages: int = Field(default=3, ge=1, le=20)
     prompt_passage_tokens: int = Field(default=600, ge=64)

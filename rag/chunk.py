@@ -15,7 +15,7 @@ from rag.parse import PageText
 
 # A sentence ends at . ! ? followed by space and an upper-case letter, digit, bracket or quote.
 # Abbreviations such as "et al." and "e.g." are not ends when a lower-case word follows.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\[(\"'])")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[A-Z0-9\[(\"'])")
 _PARAGRAPH = re.compile(r"\n{2,}")
 
 

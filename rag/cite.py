@@ -92,12 +92,17 @@ _FUNCTION_WORDS = frozenset(
         "passages",
         "document",
         "documents",
+        "answer",
+        "question",
     ]
 )
 _IDK = re.compile(
-    r"\bi (?:do not|don't|dont) know\b|\b(?:passages?|documents?|text|context) (?:do|does) not "
-    r"(?:contain|mention|say|provide|include|specify)|\bnot (?:mentioned|provided|stated|"
-    r"specified|included) in the (?:passages?|documents?|text|context)|\bno information (?:about|on)",
+    r"\bi (?:do not|don't|dont) know\b"
+    r"|\b(?:passages?|documents?|text|context) (?:do|does|did) ?(?:not|n't) "
+    r"(?:contain|mention|say|provide|include|specify|state)"
+    r"|\bnot (?:mentioned|provided|stated|specified|included) in the "
+    r"(?:passages?|documents?|text|context)"
+    r"|\bno information (?:about|on)",
     re.IGNORECASE,
 )
 QUOTE_WORDS = 25
@@ -117,7 +122,7 @@ def content_words(text: str) -> set[str]:
 
 def says_it_does_not_know(answer: str) -> bool:
     """The model's own "I don't know" (in a few common phrasings)."""
-    return bool(_IDK.search(answer[:400]))
+    return bool(_IDK.search(answer[:400].replace("\u2019", "'").replace("\u2018", "'")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,12 @@ class SentenceTransformerEmbedder:
         self._model: Any = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         self._batch_size = batch_size
         self._name = model_path.name if model_path.name != "model" else model_path.parent.name
-        self._dimension = int(self._model.get_sentence_embedding_dimension())
+        self._dimension = int(
+            (
+                getattr(self._model, "get_embedding_dimension", None)
+                or self._model.get_sentence_embedding_dimension
+            )()
+        )
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
         self._cache_size = query_cache_size
         self._lock = threading.Lock()
@@ -72,6 +77,11 @@ class SentenceTransformerEmbedder:
     @property
     def name(self) -> str:
         return self._name
+
+    def vocabulary(self) -> frozenset[str]:
+        """Whole words the model's tokenizer knows: a proxy for common English words."""
+        vocab = getattr(self._model.tokenizer, "get_vocab", dict)()
+        return frozenset(word for word in vocab if word.isalpha())
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if not texts:

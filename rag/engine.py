@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -23,14 +23,15 @@ from rag.chunk import Chunk, chunk_document, split_sentences
 from rag.cite import ground_sentences, says_it_does_not_know
 from rag.embed import Embedder, SentenceTransformerEmbedder
 from rag.errors import BadDocumentError, NotFoundError
+from rag.extract import Evidence, covers, rank_evidence
 from rag.generate import Generator, LlamaCppGenerator
 from rag.index import FaissIndex
 from rag.models import default_embedding_model, default_generation_model
 from rag.normalize import strip_invisible
 from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
-from rag.prompt import PromptBuilder, PromptLimits
+from rag.prompt import PromptBuilder, PromptLimits, sanitize
 from rag.retrieve import HybridRetriever, RetrievalParams
-from rag.store import DocumentStore
+from rag.store import DocumentStore, question_terms
 from rag.types import (
     Answer,
     AnswerProgress,
@@ -66,6 +67,10 @@ class EngineOptions:
     min_dense_score: float
     prompt: PromptLimits
     parse: ParseLimits
+    min_evidence_score: float = 0.6
+    evidence_sentences: int = 6
+    abstain_on_unknown_terms: bool = True
+    answer_mode: str = "hybrid"
     min_support: float = 0.5
 
 
@@ -121,6 +126,7 @@ class RagEngine:
         self._generator = Lazy(generator)
         self._index = Lazy(lambda: FaissIndex(index_dir, self._embedder.get().dimension))
         self._options = options
+        self._vocabulary = Lazy(lambda: _vocabulary_of(self._embedder.get()))
         self._checked: set[str] = set()
         self._check_lock = threading.Lock()
 
@@ -274,6 +280,11 @@ class RagEngine:
     ) -> FileOutcome:
         """Chunk, embed in bounded batches, and commit one parsed file to both stores."""
         name = prepared.name
+        if prepared.duplicate_of is None and prepared.parsed is not None:
+            # The prefetch thread checked before earlier files of this ingest were committed.
+            prepared = replace(
+                prepared, duplicate_of=self._store.find_by_sha(collection, prepared.sha256)
+            )
         if prepared.duplicate_of is not None:
             same = prepared.duplicate_of.name
             reason = "" if same == name else f"same content as {same}"
@@ -335,20 +346,59 @@ class RagEngine:
         cancelled: CancelCheck | None = None,
     ) -> Answer:
         generator = self._generator.get()  # loads once; not counted in the answer's timings
-        self._embedder.get()
+        embedder = self._embedder.get()
+        options = self._options
         started = time.perf_counter()
         timings = Timings()
         question = strip_invisible(question).strip()
         if on_progress:
             on_progress(AnswerProgress("searching"))
-        passages = self.retrieve(standalone_question(question, history), collection=collection)
-        timings.retrieval = time.perf_counter() - started
-        best = max((p.dense_score for p in passages), default=-1.0)
-        if best < self._options.min_dense_score:
-            timings.total = time.perf_counter() - started
-            return Answer("", [], passages, abstained=True, model=generator.name, timings=timings)
+        query = standalone_question(question, history)
+        passages = self.retrieve(query, collection=collection)
+        answer = Answer("", [], passages, abstained=True, model=generator.name, timings=timings)
 
-        built = PromptBuilder(generator, self._options.prompt).build(question, passages, history)
+        def finish(reason: str = "") -> Answer:
+            if reason:
+                logger.info("abstained: %s", reason)
+            timings.total = time.perf_counter() - started
+            return answer
+
+        best = max((p.dense_score for p in passages), default=-1.0)
+        if best < options.min_dense_score:
+            timings.retrieval = time.perf_counter() - started
+            return finish(f"best passage similarity {best:.2f}")
+        unknown = (
+            self._unknown_terms(question, collection) if options.abstain_on_unknown_terms else []
+        )
+        evidence = rank_evidence(query, passages, embedder)
+        timings.retrieval = time.perf_counter() - started
+        if unknown:
+            return finish(f"the collection never mentions {', '.join(unknown)}")
+        if not evidence or evidence[0].score < options.min_evidence_score:
+            return finish("no sentence answers the question closely enough")
+
+        def page_text(document: str, page: int) -> str | None:
+            return self._store.page_text(collection, document, page)
+
+        # The model sees only the best sentences; its answer is checked against every retrieved
+        # passage (measured: checking against the sentences alone cited wrong pages more often).
+        support = evidence_passages(evidence[: options.evidence_sentences])
+
+        def cite(text: str) -> None:
+            grounded = ground_sentences(text, passages, page_text, options.min_support)
+            kept = [g for g in grounded if g.citation is not None]
+            if kept:
+                answer.text = " ".join(g.text for g in kept)
+                answer.citations = _distinct([g.citation for g in kept if g.citation])
+                answer.abstained = False
+                if len(kept) < len(grounded):
+                    logger.info("dropped %d unsupported sentence(s)", len(grounded) - len(kept))
+
+        if options.answer_mode == "extract":
+            cite(extractive_answer(evidence))
+            return finish()
+
+        built = PromptBuilder(generator, options.prompt).build(question, support, history)
         if on_progress:
             on_progress(AnswerProgress("writing"))
         generation_started = time.perf_counter()
@@ -366,34 +416,87 @@ class RagEngine:
         )
         timings.generation = time.perf_counter() - generation_started
         timings.first_token = result.first_token_s
-        text, shortened = complete_sentences(result.text, result.finish_reason == "length")
-        answer = Answer(
-            text="",
-            citations=[],
-            retrieved=passages,
-            abstained=True,
-            shortened=shortened,
-            model=generator.name,
-            tokens=result.completion_tokens,
-            prompt_tokens=result.prompt_tokens,
-            timings=timings,
+        answer.tokens = result.completion_tokens
+        answer.prompt_tokens = result.prompt_tokens
+        text, answer.shortened = complete_sentences(
+            sanitize(result.text), result.finish_reason == "length"
         )
         if text and not says_it_does_not_know(text):
-            grounded = ground_sentences(
-                text,
-                built.passages,
-                lambda document, page: self._store.page_text(collection, document, page),
-                self._options.min_support,
+            cite(text)
+        if options.answer_mode == "hybrid":
+            if answer.abstained:
+                # The model's text was unsupported (or it gave up) although a sentence of the
+                # documents matches closely: answer with the documents' own words.
+                answer.shortened = False
+                cite(extractive_answer(evidence))
+            elif not covers(answer.text, evidence[0].sentence):
+                cite(f"{answer.text} {evidence[0].sentence}")
+        return finish()
+
+    def _unknown_terms(self, question: str, collection: str) -> list[str]:
+        """Names in the question (not common words) that no chunk of the collection contains."""
+        vocabulary = self._vocabulary.get()
+        unknown = []
+        for term in question_terms(question):
+            if "-" in term or "." in term or term.isdigit() or len(term) < 3:
+                continue  # multi-part terms and numbers are matched loosely; don't judge them
+            if term in vocabulary or term in _CONTRACTIONS:
+                continue
+            if not self._store.term_in_collection(collection, term):
+                unknown.append(term)
+        return unknown
+
+
+_CONTRACTIONS = frozenset(
+    [
+        "doesn",
+        "isn",
+        "wasn",
+        "aren",
+        "weren",
+        "didn",
+        "don",
+        "hasn",
+        "haven",
+        "hadn",
+        "won",
+        "wouldn",
+        "shouldn",
+        "couldn",
+    ]
+)
+
+
+def extractive_answer(evidence: Sequence[Evidence], margin: float = 0.08) -> str:
+    """The best sentence, plus the runner-up when it scores almost as well."""
+    chosen = [evidence[0].sentence]
+    if len(evidence) > 1 and evidence[1].score >= evidence[0].score - margin:
+        chosen.append(evidence[1].sentence)
+    return " ".join(chosen)
+
+
+def evidence_passages(evidence: Sequence[Evidence]) -> list[Passage]:
+    """Group evidence sentences by their passage (best passage first, sentences in reading
+    order), so the prompt holds only the sentences that matter."""
+    groups: dict[int, list[Evidence]] = {}
+    for item in evidence:
+        groups.setdefault(item.passage.chunk_id, []).append(item)
+    result = []
+    for items in groups.values():
+        passage = items[0].passage
+        ordered = sorted(items, key=lambda e: passage.text.find(e.sentence))
+        result.append(
+            Passage(
+                chunk_id=passage.chunk_id,
+                document=passage.document,
+                page=passage.page,
+                text=" ".join(e.sentence for e in ordered),
+                score=max(e.score for e in items),
+                dense_score=passage.dense_score,
+                keyword_rank=passage.keyword_rank,
             )
-            kept = [g for g in grounded if g.citation is not None]
-            if kept:
-                answer.text = " ".join(g.text for g in kept)
-                answer.citations = _distinct([g.citation for g in kept if g.citation])
-                answer.abstained = False
-                if len(kept) < len(grounded):
-                    logger.info("dropped %d unsupported sentence(s)", len(grounded) - len(kept))
-        timings.total = time.perf_counter() - started
-        return answer
+        )
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +506,11 @@ class _Prepared:
     parsed: ParsedDocument | None
     error: str
     duplicate_of: DocumentInfo | None = None
+
+
+def _vocabulary_of(embedder: Embedder) -> frozenset[str]:
+    vocabulary = getattr(embedder, "vocabulary", None)
+    return vocabulary() if callable(vocabulary) else frozenset()
 
 
 def _embedding_text(name: str, chunk: Chunk) -> str:
@@ -483,6 +591,10 @@ def build_engine(settings: Settings) -> RagEngine:
             keyword_weight=settings.retrieval.keyword_weight,
         ),
         min_dense_score=settings.retrieval.min_dense_score,
+        min_evidence_score=settings.retrieval.min_evidence_score,
+        evidence_sentences=settings.retrieval.evidence_sentences,
+        abstain_on_unknown_terms=settings.retrieval.abstain_on_unknown_terms,
+        answer_mode=settings.generator.answer_mode,
         prompt=PromptLimits(
             max_passages=settings.retrieval.prompt_passages,
             passage_tokens=settings.retrieval.prompt_passage_tokens,

@@ -51,8 +51,17 @@ def _faiss() -> Any:
 
 
 def _file_name(collection: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", collection)
-    return f"{safe}.faiss"
+    """A readable, collision-free file name ("team:1" and "team_1" must not share a file)."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", collection)[:60]
+    digest = hashlib.sha256(collection.encode("utf-8")).hexdigest()[:10]
+    return f"{safe}-{digest}.faiss"
+
+
+def index_file(directory: Path, collection: str) -> Path:
+    """Where the vector index of a collection is stored."""
+    return directory / _file_name(collection)
 
 
 class FaissIndex:
@@ -67,7 +76,7 @@ class FaissIndex:
         directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, collection: str) -> Path:
-        return self._directory / _file_name(collection)
+        return index_file(self._directory, collection)
 
     def _index(self, collection: str) -> Any:
         index = self._indexes.get(collection)

@@ -21,6 +21,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # A word broken at a line end: "inter-\nnational". Rejoin only when the continuation is lower case,
 # so "COVID-\n19" and "Fig-\nA" stay as they are.
 _HYPHENATED = re.compile(r"(\w)-[ \t]*\n[ \t]*([a-z])")
+# A hyphen that belongs to the word ("COVID-\n19"): keep it and join without a space.
+_KEPT_HYPHEN = re.compile(r"(\w)-[ \t]*\n[ \t]*(?=[A-Z0-9])")
+# A soft hyphen at a line end marks a broken word: rejoin it before invisible characters go.
+_SOFT_HYPHEN_BREAK = re.compile(r"\u00ad[ \t]*\n[ \t]*")
+# Form feed and vertical tab separate words: make them spaces before control characters go.
+_BREAKING_CONTROLS = re.compile(r"[\f\v]")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _LINE_BREAKS = re.compile(r" ?\n ?")
 _BLANK_LINES = re.compile(r"\n{2,}")
@@ -34,9 +40,12 @@ def strip_invisible(text: str) -> str:
 def normalize_page_text(raw: str) -> str:
     """Return the page text as clean single-spaced prose with paragraphs kept as blank lines."""
     text = unicodedata.normalize("NFKC", raw)
-    text = strip_invisible(text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _SOFT_HYPHEN_BREAK.sub("", _BREAKING_CONTROLS.sub(" ", text))
+    text = strip_invisible(text)
     text = _PRIVATE_USE.sub(" ", text)
     text = _HYPHENATED.sub(r"\1\2", text)
+    text = _KEPT_HYPHEN.sub(r"\1-", text)
     text = _SPACES.sub(" ", text)
     text = _LINE_BREAKS.sub("\n", text)
     paragraphs = _BLANK_LINES.split(text)

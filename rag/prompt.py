@@ -51,9 +51,8 @@ class PromptLimits:
 
 
 def _passage_block(index: int, passage: Passage, text: str) -> str:
-    return (
-        f'<passage id="{index}" source="{passage.document} p.{passage.page}">\n{text}\n</passage>'
-    )
+    source = sanitize(passage.document).replace('"', "'")
+    return f'<passage id="{index}" source="{source} p.{passage.page}">\n{text}\n</passage>'
 
 
 def _user_message(blocks: Sequence[str], question: str) -> str:
@@ -83,6 +82,9 @@ class PromptBuilder:
         limits = self._limits
         window = self._generator.context_tokens
         kept_history = self._fit_history(history, limits.history_tokens)
+        # A question may use at most a quarter of the window; a longer one is clipped.
+        if self._generator.count_tokens(question) > window // 4:
+            question = self._truncate(question, window // 4)
         base = self._count(self._messages(kept_history, _user_message([], question)))
         # The answer keeps its budget; passages get what is left, up to their own cap.
         room = min(limits.passage_tokens, window - base - limits.answer_tokens)

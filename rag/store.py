@@ -151,14 +151,20 @@ class StoredChunk:
     text: str
 
 
-def keyword_query(question: str) -> str:
-    """Turn a free-text question into a safe FTS5 query: quoted terms joined by OR."""
+def question_terms(question: str) -> list[str]:
+    """The distinct content terms of a question, lower case, in order."""
     terms: list[str] = []
     for word in _WORD.findall(question.lower()):
         word = word.strip(".-")
         if len(word) < 2 or word in _STOPWORDS or word in terms:
             continue
         terms.append(word)
+    return terms
+
+
+def keyword_query(question: str) -> str:
+    """Turn a free-text question into a safe FTS5 query: quoted terms joined by OR."""
+    terms = question_terms(question)
     return " OR ".join('"' + t.replace('"', "") + '"' for t in terms[:32])
 
 
@@ -353,6 +359,20 @@ class DocumentStore:
             )
             yield ids, vectors
             last = ids[-1]
+
+    def term_in_collection(self, collection: str, term: str) -> bool:
+        """Whether any chunk of the collection contains the term (same tokenizer as search)."""
+        query = keyword_query(term)
+        if not query:
+            return True
+        with self._lock:
+            row = self._db.execute(
+                """SELECT 1 FROM chunks_fts f
+                   JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id
+                   WHERE chunks_fts MATCH ? AND d.collection = ? LIMIT 1""",
+                (query, collection),
+            ).fetchone()
+        return row is not None
 
     def keyword_search(self, collection: str, question: str, limit: int) -> list[int]:
         """Chunk ids ranked by BM25 for the question's terms, within one collection."""

@@ -1,0 +1,79 @@
+"""Raw llama.cpp timings, for `folio bench`: the same prompt through llama-cpp-python directly.
+
+The baseline that Folio's end-to-end answer time is compared with (its "overhead ratio"). Only
+rag/ imports ML libraries, so the benchmark in bot/ calls this; llama_cpp is imported lazily.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+from config.errors import ConfigError
+
+
+@functools.cache
+def _model(model_path: str, context_tokens: int, threads: int, batch_tokens: int) -> Any:
+    """One `Llama` per configuration, loaded once (loading is not what is being timed)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise ConfigError("llama-cpp-python is not installed: run scripts/setup.") from exc
+    if not Path(model_path).is_file():
+        raise ConfigError(f"The generation model {model_path} does not exist.")
+    return Llama(
+        model_path=model_path,
+        n_ctx=context_tokens,
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_batch=min(batch_tokens, context_tokens),
+        verbose=False,
+    )
+
+
+def time_raw_completion(
+    model_path: Path | str,
+    prompt: str,
+    max_tokens: int,
+    *,
+    context_tokens: int,
+    threads: int,
+    batch_tokens: int = 512,
+    repeat_penalty: float = 1.0,
+) -> dict[str, Any]:
+    """Greedy streamed completion of `prompt`; returns seconds to the first token and in total.
+
+    Result keys: `ttft_s`, `total_s`, `tokens` (streamed pieces, about one per token),
+    `prompt_tokens`, `load_s` (0 when the model was already loaded in this process).
+    """
+    load_started = time.perf_counter()
+    loaded_before = _model.cache_info().currsize
+    llm = _model(str(model_path), context_tokens, threads, batch_tokens)
+    load_s = (
+        time.perf_counter() - load_started if _model.cache_info().currsize > loaded_before else 0.0
+    )
+    prompt_tokens = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+    started = time.perf_counter()
+    first: float | None = None
+    pieces = 0
+    for _chunk in llm.create_completion(
+        prompt,
+        max_tokens=max(1, max_tokens),
+        temperature=0.0,
+        top_k=1,
+        repeat_penalty=repeat_penalty,
+        stream=True,
+    ):
+        if first is None:
+            first = time.perf_counter() - started
+        pieces += 1
+    total = time.perf_counter() - started
+    return {
+        "ttft_s": total if first is None else first,
+        "total_s": total,
+        "tokens": pieces,
+        "prompt_tokens": prompt_tokens,
+        "load_s": load_s,
+    }

@@ -1,0 +1,169 @@
+"""The SQLite document store without models: keyword queries, FTS5 safety, scoping, deletes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rag.chunk import chunk_document
+from rag.parse import PageText, ParsedDocument
+from rag.store import DocumentStore, keyword_query
+
+DIMENSION = 4
+
+
+def put(store: DocumentStore, collection: str, name: str, pages: list[str], sha: str = "") -> None:
+    parsed = ParsedDocument(
+        title="", pages=[PageText(i + 1, t, has_text=True) for i, t in enumerate(pages)]
+    )
+    chunks = chunk_document(parsed.pages, 110, 0)
+    vectors = np.full((len(chunks), DIMENSION), 0.5, dtype=np.float32)
+    store.put_document(
+        collection, name, sha or f"sha-{name}-{hash(tuple(pages))}", parsed, chunks, vectors
+    )
+
+
+def texts(store: DocumentStore, ids: list[int]) -> list[str]:
+    found = store.chunks(ids)
+    return [found[i].text for i in ids]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DocumentStore]:
+    store = DocumentStore(tmp_path / "documents.sqlite")
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def fts_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentStore]:
+    store = DocumentStore(tmp_path_factory.mktemp("fts") / "documents.sqlite")
+    put(store, "c", "notes.pdf", ["Alpha near beta. The OR gate and the NOT gate. Cost: 5%."])
+    yield store
+    store.close()
+
+
+def test_keyword_query_quotes_terms_and_drops_stopwords() -> None:
+    assert keyword_query("What is the boiling point of tungsten?") == (
+        '"boiling" OR "point" OR "tungsten"'
+    )
+
+
+def test_keyword_query_keeps_numbers_percent_and_hyphenated_terms() -> None:
+    assert (
+        keyword_query("COVID-19 rose 3.5% in 2020.") == '"covid-19" OR "rose" OR "3.5%" OR "2020"'
+    )
+
+
+def test_keyword_query_deduplicates_and_caps_terms() -> None:
+    assert keyword_query("ferry Ferry FERRY ferry") == '"ferry"'
+    many = " ".join(f"term{i}" for i in range(50))
+    assert keyword_query(many).count(" OR ") == 31
+
+
+def test_keyword_query_of_only_stopwords_is_empty() -> None:
+    assert keyword_query("what is it that they said about the paper?") == ""
+    assert keyword_query("") == ""
+    assert keyword_query('"*" ( ) - : ^ +') == ""
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        '"unbalanced quote',
+        'alpha" OR "beta',
+        "alph*",
+        "*",
+        "NEAR(alpha beta, 2)",
+        "alpha OR beta",
+        "alpha AND NOT beta",
+        "text: alpha",
+        "{text}: alpha",
+        "^alpha",
+        "alpha + beta",
+        "(alpha",
+        "alpha)",
+        "-- DROP TABLE chunks; --",
+        "'; DELETE FROM documents; --",
+        "\x00alpha",
+    ],
+)
+def test_fts5_syntax_in_a_question_is_searched_as_words(
+    fts_store: DocumentStore, question: str
+) -> None:
+    ids = fts_store.keyword_search("c", question, 10)
+    assert all(isinstance(i, int) for i in ids)
+    assert len(fts_store.documents("c")) == 1
+
+
+def test_operators_are_words_not_syntax(fts_store: DocumentStore) -> None:
+    # "near" and "not" are matched as plain words of the text.
+    assert fts_store.keyword_search("c", "NEAR", 10)
+    assert fts_store.keyword_search("c", "NOT", 10)
+    assert keyword_query("zebra NEAR(quagga, 3)") == '"zebra" OR "near" OR "quagga"'
+    assert fts_store.keyword_search("c", "zebra quagga", 10) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_no_question_breaks_the_keyword_search(question: str) -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE f USING fts5 (text, tokenize = 'porter unicode61')")
+    db.execute("INSERT INTO f (rowid, text) VALUES (1, 'some words here')")
+    query = keyword_query(question)
+    if query:
+        db.execute("SELECT rowid FROM f WHERE f MATCH ?", (query,)).fetchall()
+
+
+def test_keyword_search_ranks_and_is_scoped_to_the_collection(store: DocumentStore) -> None:
+    put(store, "a", "ferries.pdf", ["The Marrow Island ferry departs from Pier 7 every hour."])
+    put(store, "a", "cats.pdf", ["Cats sleep most of the day and the ferry is irrelevant."])
+    put(store, "b", "secret.pdf", ["The Marrow Island ferry secret code is 4471."])
+    ids = store.keyword_search("a", "Marrow Island ferry pier", 10)
+    assert len(ids) == 2
+    assert "Pier 7" in texts(store, ids)[0]
+    assert all("4471" not in t for t in texts(store, ids))
+    assert store.keyword_search("b", "cats sleep", 10) == []
+
+
+def test_keyword_search_matches_the_file_name(store: DocumentStore) -> None:
+    put(store, "a", "harbour_timetable-2024.pdf", ["Departures are listed below for each day."])
+    assert store.keyword_search("a", "timetable", 10)
+
+
+def test_replacing_a_document_removes_its_old_text_from_keyword_search(
+    store: DocumentStore,
+) -> None:
+    put(store, "a", "guide.pdf", ["The old price was seventeen euros per ticket."])
+    put(store, "a", "guide.pdf", ["The new price is fourteen euros per ticket."])
+    assert store.keyword_search("a", "seventeen", 10) == []
+    assert store.keyword_search("a", "fourteen", 10)
+    assert [d.name for d in store.documents("a")] == ["guide.pdf"]
+
+
+def test_delete_removes_pages_chunks_and_keywords(store: DocumentStore) -> None:
+    put(store, "a", "guide.pdf", ["The lighthouse keeper lives on the north cape."])
+    put(store, "a", "other.pdf", ["Unrelated text about gardening and tomatoes."])
+    ids = store.chunk_ids("a")
+    removed = store.delete_document("a", "guide.pdf")
+    assert removed and set(removed) < set(ids)
+    assert store.keyword_search("a", "lighthouse keeper", 10) == []
+    assert store.page_text("a", "guide.pdf", 1) is None
+    assert store.chunks(removed) == {}
+    assert store.delete_document("a", "guide.pdf") == []
+    assert [d.name for d in store.documents("a")] == ["other.pdf"]
+
+
+def test_page_text_and_find_by_sha_are_scoped(store: DocumentStore) -> None:
+    put(store, "a", "guide.pdf", ["Page one text is here.", "Page two text is here."], sha="s1")
+    assert store.page_text("a", "guide.pdf", 2) == "Page two text is here."
+    assert store.page_text("b", "guide.pdf", 2) is None
+    info = store.find_by_sha("a", "s1")
+    assert info is not None and info.name == "guide.pdf" and info.pages == 2
+    assert store.find_by_sha("b", "s1") is None
