@@ -155,18 +155,26 @@ def ground_sentences(
     passages: Sequence[Passage],
     page_text: Callable[[str, int], str | None],
     min_support: float = 0.5,
+    question: str = "",
 ) -> list[GroundedSentence]:
-    """Split the answer into sentences and cite each one that a passage supports."""
+    """Split the answer into sentences and cite each one that a passage supports.
+
+    Support is measured on what a sentence adds to the question: echoing the question's words
+    proves nothing, so "ingesting the same file twice can cause a crash" needs "cause" and
+    "crash" from a passage, not "ingest", "same", "file", "twice".
+    """
     passage_words = [content_words(p.text) for p in passages]
+    asked = content_words(question)
     grounded: list[GroundedSentence] = []
     for sentence in split_sentences(answer):
         words = content_words(sentence)
         if not words:
             grounded.append(GroundedSentence(sentence, None))
             continue
+        claimed = (words - asked) or words
         best_index, best_support = -1, 0.0
         for index, pwords in enumerate(passage_words):
-            support = len(words & pwords) / len(words)
+            support = len(claimed & pwords) / len(claimed) + 0.01 * len(words & pwords)
             if support > best_support:
                 best_index, best_support = index, support
         if best_index < 0 or best_support < min_support:

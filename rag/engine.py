@@ -385,8 +385,10 @@ class RagEngine:
         support = evidence_passages(evidence[: options.evidence_sentences])
 
         def cite(text: str) -> None:
-            grounded = ground_sentences(text, passages, page_text, options.min_support)
+            grounded = ground_sentences(text, passages, page_text, options.min_support, question)
             kept = [g for g in grounded if g.citation is not None]
+            if len(kept) < len(grounded):
+                answer.shortened = False  # what was cut off is not what is shown
             if kept:
                 answer.text = " ".join(g.text for g in kept)
                 answer.citations = _distinct([g.citation for g in kept if g.citation])

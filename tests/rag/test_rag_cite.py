@@ -154,3 +154,13 @@ def test_real_answers_are_not_mistaken_for_i_do_not_know(answer: str) -> None:
 )
 def test_contracted_and_typographic_i_do_not_know_phrasings(answer: str) -> None:
     assert says_it_does_not_know(answer)
+
+
+def test_echoing_the_question_does_not_count_as_support() -> None:
+    question = "How often does the ferry to Marrow Island depart from Pier 7?"
+    echo = "The ferry to Marrow Island departs from Pier 7 only when the moon is full."
+    assert ground_sentences(echo, passages(), stored)[0].citation is not None  # words overlap
+    grounded = ground_sentences(echo, passages(), stored, question=question)
+    assert grounded[0].citation is None  # but what it adds to the question is unsupported
+    faithful = "The ferry to Marrow Island departs every ninety minutes from Pier 7."
+    assert ground_sentences(faithful, passages(), stored, question=question)[0].citation
