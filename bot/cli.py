@@ -335,7 +335,8 @@ def cmd_forget(settings: Settings, collection: str, name: str) -> int:
 
 
 async def cmd_history(settings: Settings, *, limit: int, export: bool) -> int:
-    from bot.history import BotDatabase, History
+    from bot.history import History
+    from bot.migrations import BotDatabase
 
     db = await BotDatabase.open(settings.bot_db)
     try:

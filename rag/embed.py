@@ -60,12 +60,10 @@ class SentenceTransformerEmbedder:
         self._model: Any = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         self._batch_size = batch_size
         self._name = model_path.name if model_path.name != "model" else model_path.parent.name
-        self._dimension = int(
-            (
-                getattr(self._model, "get_embedding_dimension", None)
-                or self._model.get_sentence_embedding_dimension
-            )()
+        measure = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
         )
+        self._dimension: int = int(measure() or 0)
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
         self._cache_size = query_cache_size
         self._lock = threading.Lock()
@@ -80,7 +78,7 @@ class SentenceTransformerEmbedder:
 
     def vocabulary(self) -> frozenset[str]:
         """Whole words the model's tokenizer knows: a proxy for common English words."""
-        vocab = getattr(self._model.tokenizer, "get_vocab", dict)()
+        vocab: dict[str, int] = getattr(self._model.tokenizer, "get_vocab", dict)()
         return frozenset(word for word in vocab if word.isalpha())
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
@@ -102,7 +100,7 @@ class SentenceTransformerEmbedder:
             if cached is not None:
                 self._cache.move_to_end(text)
                 return cached
-        vector = self.embed_documents([text])[0]
+        vector: Vectors = self.embed_documents([text])[0]
         if self._cache_size:
             with self._lock:
                 self._cache[text] = vector

@@ -139,7 +139,8 @@ class LlamaCppGenerator:
         return int(self._llm.n_ctx())
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
-        return str(self._formatter(messages=list(messages)).prompt)
+        formatted: Any = self._formatter(messages=list(messages))  # type: ignore[arg-type]
+        return str(formatted.prompt)
 
     def _tokenize(self, text: str) -> list[int]:
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
