@@ -76,8 +76,8 @@ class RetrievalSettings(BaseModel):
         "don't say instead of calling the model (calibrated on the dev set).",
     )
     min_evidence_score: float = Field(
-        default=0.6,
-        description="Below this score for the best sentence (cosine + 0.3 × keyword overlap), "
+        default=0.95,
+        description="Below this score for the best sentence (cosine + 1.5 × keyword overlap), "
         "Folio abstains (calibrated on the dev set).",
     )
     evidence_sentences: int = Field(default=6, ge=1, le=40)

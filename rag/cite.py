@@ -108,15 +108,25 @@ _IDK = re.compile(
 QUOTE_WORDS = 25
 
 
+def stem(word: str) -> str:
+    """A light suffix stripper, so "bounces", "bouncing" and "bounced" compare equal."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) - len(suffix) >= 3 and word.endswith(suffix) and not word.endswith("ss"):
+            word = word[: -len(suffix)]
+            doubled = len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls"
+            if suffix in ("ing", "ed") and doubled:
+                word = word[:-1]  # "hitting" -> "hit"
+            break
+    return word.rstrip("e") if len(word) > 4 else word
+
+
 def content_words(text: str) -> set[str]:
-    """Lower-case content words, lightly stemmed (plural s), for overlap tests."""
+    """Lower-case content words, lightly stemmed, for overlap tests."""
     words = set()
     for word in _WORD.findall(normalize_for_match(text)):
         if word in _FUNCTION_WORDS or len(word) < 2:
             continue
-        if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        words.add(word)
+        words.add(stem(word) if word.isalpha() else word)
     return words
 
 

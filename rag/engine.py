@@ -67,7 +67,7 @@ class EngineOptions:
     min_dense_score: float
     prompt: PromptLimits
     parse: ParseLimits
-    min_evidence_score: float = 0.6
+    min_evidence_score: float = 0.95
     evidence_sentences: int = 6
     abstain_on_unknown_terms: bool = True
     answer_mode: str = "hybrid"

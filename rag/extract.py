@@ -34,7 +34,7 @@ def rank_evidence(
     passages: Sequence[Passage],
     embedder: Embedder,
     *,
-    keyword_weight: float = 0.3,
+    keyword_weight: float = 1.5,
 ) -> list[Evidence]:
     """Every sentence of the passages, best first (distinct sentences only)."""
     candidates: list[tuple[Passage, str]] = []
