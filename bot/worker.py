@@ -293,8 +293,13 @@ class Worker:
     async def _process(self, running: _Running) -> None:
         job = running.job
         adapter = self._adapters[job.platform]
+        # A platform may stream faster than the default (the terminal has no rate limit).
+        interval = getattr(adapter, "edit_interval_s", None)
         relay = ProgressRelay(
-            adapter, job, interval_s=self._edit_interval, acknowledged=self._acks.pop(job.id, None)
+            adapter,
+            job,
+            interval_s=self._edit_interval if interval is None else float(interval),
+            acknowledged=self._acks.pop(job.id, None),
         )
         relay.start()
         try:

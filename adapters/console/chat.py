@@ -76,6 +76,7 @@ class ConsoleChat:
     """The terminal adapter: reads questions, prints statuses and streams answers."""
 
     platform = PLATFORM
+    edit_interval_s = 0.05  # a terminal has no rate limit: stream nearly token by token
 
     def __init__(
         self,
