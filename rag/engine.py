@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -96,9 +97,13 @@ class Lazy(Generic[T]):
 
 def safe_document_name(name: str) -> str:
     """A display name from an untrusted file name: base name only, no control characters."""
-    base = re.split(r"[\\/]", strip_invisible(name))[-1].strip().strip(".") or "document.pdf"
-    base = re.sub(r"\s+", " ", base)
-    return base[:120]
+    # Lone surrogates (possible in JSON from chat platforms) cannot be stored as UTF-8.
+    name = name.encode("utf-8", "replace").decode("utf-8")
+    base = re.sub(r"\s+", " ", re.split(r"[\\/]", strip_invisible(name))[-1])
+    previous = None
+    while previous != base:  # strip spaces and dots until stable: ". ." and "a ." included
+        previous, base = base, base.strip().strip(".")
+    return base[:120] or "document.pdf"
 
 
 def standalone_question(question: str, history: Sequence[Turn]) -> str:
@@ -312,10 +317,16 @@ class RagEngine:
             if vectors
             else np.zeros((0, embedder.dimension), dtype=np.float32)
         )
-        removed, ids = self._store.put_document(
-            collection, name, prepared.sha256, parsed, chunks, matrix
-        )
-        index.replace(collection, removed, ids, matrix)
+        try:
+            removed, ids = self._store.put_document(
+                collection, name, prepared.sha256, parsed, chunks, matrix
+            )
+            index.replace(collection, removed, ids, matrix)
+        except (sqlite3.Error, OSError, RuntimeError) as exc:
+            # SQLite rolled back; a FAISS file that missed the change is rebuilt on next use.
+            self._checked.discard(collection)
+            logger.exception("could not write %s to the data folder", name)
+            return FileOutcome(name, "failed", reason=f"cannot write to the data folder ({exc})")
         if on_progress is not None:
             on_progress(name, total_pages, total_pages)
         warning = ""

@@ -32,6 +32,18 @@ _LINE_BREAKS = re.compile(r" ?\n ?")
 _BLANK_LINES = re.compile(r"\n{2,}")
 
 
+# Chat-template control tokens (<|im_start|>, <|eot_id|>, [INST], <s>...) and the prompt's own
+# passage tags must never come from a document: removed at ingest (so quotes of the stored text
+# can't carry them into answers) and again when a prompt is built.
+_CHAT_MARKUP = re.compile(
+    r"<\|[^|>]{0,40}\|>|\[/?INST\]|</?s>|</?\s*passage[^>]*>|<<\s*/?SYS\s*>>", re.IGNORECASE
+)
+
+
+def strip_chat_markup(text: str) -> str:
+    return _CHAT_MARKUP.sub(" ", text)
+
+
 def strip_invisible(text: str) -> str:
     """Remove zero-width/bidi/control characters (also used on names and questions)."""
     return _CONTROL.sub("", _INVISIBLE.sub("", text))
@@ -42,7 +54,7 @@ def normalize_page_text(raw: str) -> str:
     text = unicodedata.normalize("NFKC", raw)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _SOFT_HYPHEN_BREAK.sub("", _BREAKING_CONTROLS.sub(" ", text))
-    text = strip_invisible(text)
+    text = strip_chat_markup(strip_invisible(text))
     text = _PRIVATE_USE.sub(" ", text)
     text = _HYPHENATED.sub(r"\1\2", text)
     text = _KEPT_HYPHEN.sub(r"\1-", text)

@@ -128,7 +128,10 @@ def _child_main(
     except RecursionError:
         result = ("error", "the PDF is nested too deeply to read")
     except Exception as exc:  # pypdf raises many types on malformed input
-        result = ("error", f"the PDF is broken or truncated ({_short(exc)})")
+        if _caused_by(exc, RecursionError):  # pypdf wraps it in PdfReadError
+            result = ("error", "the PDF is nested too deeply to read")
+        else:
+            result = ("error", f"the PDF is broken or truncated ({_short(exc)})")
     try:
         sender.send(result)
     finally:
@@ -148,6 +151,8 @@ def extract_pages(data: bytes, max_pages: int) -> tuple[str, list[str]]:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
     except PdfReadError as exc:
+        if _caused_by(exc, RecursionError):
+            raise BadDocumentError("the PDF is nested too deeply to read") from None
         raise BadDocumentError(f"the PDF is broken or truncated ({_short(exc)})") from None
     if reader.is_encrypted:
         try:
@@ -172,7 +177,15 @@ def extract_pages(data: bytes, max_pages: int) -> tuple[str, list[str]]:
             raw = page.extract_text() or ""
         except FileNotDecryptedError:
             raise BadDocumentError("it is encrypted with a password") from None
+        except (MemoryError, RecursionError):
+            raise
         except Exception as exc:  # one unreadable page should not lose the document
+            if _caused_by(exc, RecursionError):
+                raise RecursionError from exc
+            if type(exc).__name__ == "LimitReachedError" or _caused_by(exc, MemoryError):
+                raise BadDocumentError(
+                    "a page's content is too large to read (a decompression bomb?)"
+                ) from None
             logger.debug("page text failed: %s", exc)
             raw = ""
         texts.append(normalize_page_text(raw))
@@ -184,6 +197,18 @@ def extract_pages(data: bytes, max_pages: int) -> tuple[str, list[str]]:
     except Exception:
         title = ""
     return title, texts
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `kind` is somewhere in the exception's chain of causes."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _short(exc: BaseException) -> str:

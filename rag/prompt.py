@@ -8,11 +8,11 @@ window, so an answer is never cut by a window that was already full.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.generate import ChatMessage, Generator
+from rag.normalize import strip_chat_markup
 from rag.types import Passage, Turn
 
 SYSTEM_PROMPT = (
@@ -22,16 +22,9 @@ SYSTEM_PROMPT = (
     "If the passages do not contain the answer, reply exactly: I don't know."
 )
 
-# Chat-template control tokens (<|im_start|>, <|eot_id|>, [INST], <s>...) and our own tags must not
-# appear inside document text or questions, or the document could speak as another role.
-_CONTROL_MARKUP = re.compile(
-    r"<\|[^|>]{0,40}\|>|\[/?INST\]|</?s>|</?\s*passage[^>]*>|<<\s*/?SYS\s*>>", re.IGNORECASE
-)
-
-
 def sanitize(text: str) -> str:
     """Remove markup that could end the data section or impersonate a chat role."""
-    return _CONTROL_MARKUP.sub(" ", text)
+    return strip_chat_markup(text)
 
 
 @dataclass(frozen=True, slots=True)
