@@ -5,7 +5,7 @@ A document that tries to give orders, ping everyone, plant links, speak as a cha
 text with zero-width and bidi characters: its stored text has no invisible characters, the prompt
 quotes it as data inside <passage> tags it cannot close, and the reply as rendered for Slack and
 Discord can neither notify nor link. (That every Discord message carries allowed_mentions with
-an empty parse is checked on every request in tests/discord, so it is not repeated here.)
+an empty parse is checked on every request in tests/adapters/discord, so it is not repeated here.)
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 # The repository root, so `bot`, `rag` and `adapters` import when pytest runs from anywhere.
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[3]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 

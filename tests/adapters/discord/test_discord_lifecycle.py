@@ -17,7 +17,7 @@ from bot.core import BotCore, CoreOptions
 from config.discord import DiscordSettings
 from config.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _bot_fakes() -> object:

@@ -10,7 +10,7 @@ import pytest
 
 _HERE = Path(__file__).resolve().parent
 # This folder (the fake Slack), the bot tests' folder (their FakeEngine), the repository root.
-for path in (_HERE, _HERE.parent / "bot", _HERE.parents[1]):
+for path in (_HERE, _HERE.parents[1] / "bot", _HERE.parents[2]):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 

@@ -9,7 +9,7 @@ import pytest
 
 from adapters.slack import SlackSettings
 
-MANIFEST = Path(__file__).resolve().parents[2] / "slack-manifest.yaml"
+MANIFEST = Path(__file__).resolve().parents[3] / "slack-manifest.yaml"
 
 
 @pytest.fixture
