@@ -217,6 +217,17 @@ class BotCore:
             return job
         raise FolioError(f"Job {job.id} has already finished.")
 
+    async def cancel_for_deleted_message(self, platform: str, message_id: str) -> Job | None:
+        """The platform says a question's message was deleted: cancel its job, if still active."""
+        queue, _ = self._require_started()
+        job = await queue.active_for_message(platform, message_id)
+        if job is None:
+            return None
+        try:
+            return await self.cancel(platform, job.user, job.id)
+        except FolioError:  # finished meanwhile: nothing to cancel
+            return None
+
     async def history(self, platform: str, user: str, *, limit: int = 10) -> list[HistoryEntry]:
         """The user's own recent requests, newest first."""
         self._require_started()

@@ -77,6 +77,10 @@ class JobQueue(Protocol):
         """The user's newest pending or running job."""
         ...
 
+    async def active_for_message(self, platform: str, message_id: str) -> Job | None:
+        """The pending or running job asked by this platform message, if any."""
+        ...
+
     async def undelivered(self, platforms: Collection[str]) -> list[tuple[Job, Outcome]]:
         """Finished jobs whose outcome was stored but not confirmed delivered (crash in between)."""
         ...
@@ -283,6 +287,17 @@ class SqliteJobQueue:
     async def get(self, job_id: int) -> Job | None:
         async with self._db.reading() as db, db.execute(
             f"SELECT {_LIGHT_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _row_to_job(row, with_attachment=False)
+
+    async def active_for_message(self, platform: str, message_id: str) -> Job | None:
+        if not message_id:
+            return None
+        async with self._db.reading() as db, db.execute(
+            f"SELECT {_LIGHT_COLUMNS} FROM jobs WHERE platform = ? AND message_id = ?"
+            " AND status IN ('pending', 'running') ORDER BY id DESC LIMIT 1",
+            (platform, message_id),
         ) as cur:
             row = await cur.fetchone()
         return None if row is None else _row_to_job(row, with_attachment=False)

@@ -57,6 +57,11 @@ class FolioClient(discord.Client):
         if self._folio is not None:
             await self._folio.on_message(message)
 
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A deleted question cancels its answer (delivered with the guild-messages intent)."""
+        if self._folio is not None:
+            await self._folio.on_message_deleted(payload.message_id)
+
     async def _on_command_error(
         self, interaction: discord.Interaction[FolioClient], error: app_commands.AppCommandError
     ) -> None:

@@ -49,6 +49,15 @@ class DiscordHandlers:
 
     # ---- messages ---------------------------------------------------------------------------
 
+    async def on_message_deleted(self, message_id: int) -> None:
+        try:
+            job = await self._core.cancel_for_deleted_message(PLATFORM, str(message_id))
+        except Exception:
+            log.exception("Discord: cancelling the job of deleted message %s failed", message_id)
+            return
+        if job is not None:
+            log.info("Discord: job %s cancelled because its message was deleted", job.id)
+
     async def on_message(self, message: discord.Message) -> None:
         me = self._client.user
         if me is None or message.author.bot or not self._addressed_to_me(message, me.id):

@@ -425,3 +425,22 @@ async def test_engine_only_ever_runs_on_one_thread(start_core: StartCore) -> Non
     await asyncio.gather(core.documents("docs"), core.documents("docs"))
     await adapter.wait_until(lambda: len(adapter.finals()) == 5)
     assert len(engine.thread_ids) == 1 and threading.get_ident() not in engine.thread_ids
+
+
+async def test_deleting_the_question_message_cancels_its_job(start_core: StartCore) -> None:
+    engine = FakeEngine()
+    gate = engine.hold()
+    adapter = RecordingAdapter("alpha")
+    core = await start_core(engine, adapter)
+    first = await core.submit(make_job("alpha", "ann", "first", message_id="m-1"))
+    second = await core.submit(make_job("alpha", "bob", "second", message_id="m-2"))
+    assert await core.cancel_for_deleted_message("alpha", "m-unknown") is None
+    assert await core.cancel_for_deleted_message("beta", "m-2") is None  # another platform's id
+    cancelled = await core.cancel_for_deleted_message("alpha", "m-2")
+    assert cancelled is not None and cancelled.id == second.job_id
+    final = await adapter.wait_final(second.job_id)
+    assert (final.kind, final.payload) == ("post_error", "Cancelled.")
+    gate.set()
+    assert (await adapter.wait_final(first.job_id)).kind == "post_answer"
+    assert await core.cancel_for_deleted_message("alpha", "m-1") is None  # already answered
+    assert [c.question for c in engine.calls] == ["first"]

@@ -75,6 +75,7 @@ class FakeCore:
     documents_by_collection: dict[str, list[DocumentInfo]] = field(default_factory=dict)
     history_entries: list[HistoryEntry] = field(default_factory=list)
     cancelled: list[tuple[str, str]] = field(default_factory=list)
+    deleted_messages: list[tuple[str, str]] = field(default_factory=list)
     position: int = 1
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -149,6 +150,10 @@ class FakeCore:
             if job.requester == (platform, user):
                 return job
         raise NotFoundError("You have nothing waiting or being answered.")
+
+    async def cancel_for_deleted_message(self, platform: str, message_id: str) -> Job | None:
+        self.deleted_messages.append((platform, message_id))
+        return next((j for j in self.jobs if j.message_id == message_id), None)
 
     async def history(self, platform: str, user: str, *, limit: int = 10) -> list[HistoryEntry]:
         return self.history_entries[:limit]

@@ -172,3 +172,18 @@ async def test_the_bot_keeps_answering_after_a_gateway_resume(bot: Bot) -> None:
     await bot.mention("still there?")
     await asyncio.wait_for(bot.core.wait_finished(), 5)
     assert bot.core.jobs[0].text == "still there?"
+
+
+async def test_deleting_the_question_cancels_its_job(bot: Bot) -> None:
+    bot.core.enqueue(final_answer(answer_of("The refund window is 30 days.", ("policy.pdf", 13))))
+    question = await bot.mention("what is the refund window?")
+    await bot.core.wait_finished()
+    await bot.fake.dispatch(
+        "MESSAGE_DELETE",
+        {"id": question["id"], "channel_id": bot.channel["id"], "guild_id": bot.guild["id"]},
+    )
+    for _ in range(500):  # the core is told from the bot's event handler: poll, bounded (5 s)
+        if bot.core.deleted_messages:
+            break
+        await asyncio.sleep(0.01)
+    assert bot.core.deleted_messages == [("discord", str(question["id"]))]
