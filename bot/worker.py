@@ -128,6 +128,11 @@ class ProgressRelay:
             if self._closing.is_set():
                 return
             delay = self._next_edit_at - time.monotonic()
+            first_words = self._latest is not None and self._latest[0] == "stream_partial" and (
+                self._sent is None or self._sent[0] != "stream_partial"
+            )
+            if first_words:
+                delay = 0  # the first words replace a status line at once (one extra edit, once)
             if delay > 0:  # rate limit, not synchronisation: wait out the interval or the close
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), delay)
