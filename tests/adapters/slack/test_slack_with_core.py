@@ -159,3 +159,32 @@ async def test_cancel_stops_a_running_answer_and_says_so_in_its_message(
     )
     assert root.text.startswith(f"<@{USER}> asked: _a long one?_")
     gate.set()
+
+
+async def test_the_ack_comes_back_within_3_seconds_while_another_answer_generates(
+    adapter: SlackAdapter, fake_slack: FakeSlack, engine: FakeEngine
+) -> None:
+    import time
+
+    engine.busy = True  # the engine thread burns CPU per word, as a real model does
+    engine.token_delay_s = 0.02
+    engine.enqueue(" ".join(["word"] * 200), "Second answer.")  # ~4 s of busy generation
+    first = slash_command(fake_slack, "/ask", "a long question")
+    await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", first))
+    await fake_slack.wait_for(lambda: engine.calls or None)  # the first answer is generating
+    started = time.monotonic()
+    second = slash_command(fake_slack, "/ask", "another question", user=ADMIN)
+    ack = await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", second))
+    assert time.monotonic() - started < 3.0
+    assert "position 1" in ack["payload"]["text"]
+
+
+async def test_two_workspaces_never_share_a_collection(
+    adapter: SlackAdapter, fake_slack: FakeSlack, engine: FakeEngine
+) -> None:
+    here = slash_command(fake_slack, "/ask", "what is the vault code?")
+    there = {**slash_command(fake_slack, "/ask", "what is the vault code?"), "team_id": "T0OTHER"}
+    for payload in (here, there):
+        await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", payload))
+    await fake_slack.wait_for(lambda: len(engine.calls) == 2 or None)
+    assert sorted(call.collection for call in engine.calls) == ["slack-T0OTHER", "slack-T0TEAM"]
