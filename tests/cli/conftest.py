@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +16,8 @@ import pytest
 _TESTS = Path(__file__).resolve().parents[1]
 if str(_TESTS) not in sys.path:
     sys.path.insert(0, str(_TESTS))
+
+from logging_support import restored_root_logger  # noqa: E402  (needs tests/ on sys.path)
 
 _SETTINGS_ENV = (
     "FOLIO_",
@@ -37,21 +38,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOLIO_GENERATOR__THREADS", "1")
 
 
-@contextlib.contextmanager
-def restored_logging() -> Iterator[None]:
-    """`folio` replaces the root logger's handlers; put pytest's back and close folio's."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
 @dataclass(frozen=True)
 class Result:
     code: int
@@ -64,7 +50,7 @@ def run_main(*argv: str) -> Result:
     from bot.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    with restored_logging(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with restored_root_logger(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
     return Result(code, out.getvalue(), err.getvalue())
 
@@ -73,7 +59,7 @@ def run_main(*argv: str) -> Result:
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     clean_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)  # a stray relative "data" folder lands in tmp, not the checkout
-    with restored_logging():
+    with restored_root_logger():
         yield
 
 

@@ -8,7 +8,6 @@ Collection isolation with the real engine is in test_reliability_engine_safety.p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -23,6 +22,7 @@ import pdfs
 import pytest
 from fake_slack import APP_TOKEN, BOT_TOKEN, USER, FakeSlack, slash_command
 from fakes import FakeEngine, RecordingAdapter, make_job
+from logging_support import restored_root_logger
 from reliability_env import drop_settings_env
 
 from bot.core import BotCore, CoreOptions
@@ -104,21 +104,6 @@ def test_settings_dumps_and_reprs_never_reveal_the_tokens(token_env: None) -> No
 
 
 # --- the CLI -------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def restored_root_logger() -> Iterator[None]:
-    """`folio` replaces the root logger's handlers; put pytest's back and close folio's."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import sqlite3
@@ -15,13 +14,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pdfs
 import pytest
+from logging_support import restored_root_logger
 from reliability_env import clean_env, drop_settings_env
 
 pytestmark = pytest.mark.slow
@@ -178,20 +177,6 @@ def test_a_corrupt_gguf_is_a_clear_error_naming_the_path_not_a_traceback(
 # --- a data folder that cannot be written ----------------------------------------------------
 
 
-@contextlib.contextmanager
-def quiet_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
 def writes_are_refused(folder: Path) -> bool:
     try:
         (folder / ".probe").write_bytes(b"x")
@@ -213,7 +198,7 @@ def test_a_read_only_data_folder_during_ingest_is_a_one_line_failure(
     first, second = tmp_path / "first.pdf", tmp_path / "second.pdf"
     first.write_bytes(pdfs.make_pdf(["The first file says the pier opens at dawn."]))
     second.write_bytes(pdfs.make_pdf(["The second file says the pier closes at dusk."]))
-    with quiet_root_logger():
+    with restored_root_logger():
         assert main(["--data-dir", str(data), "ingest", str(first)]) == 0
     for folder in (data, data / "faiss"):
         folder.chmod(0o555)
@@ -228,7 +213,7 @@ def test_a_read_only_data_folder_during_ingest_is_a_one_line_failure(
 
             monkeypatch.setattr(DocumentStore, "put_document", read_only)
         capsys.readouterr()
-        with quiet_root_logger():
+        with restored_root_logger():
             code = main(["--data-dir", str(data), "ingest", str(second)])
         err = capsys.readouterr().err
     finally:
@@ -237,7 +222,7 @@ def test_a_read_only_data_folder_during_ingest_is_a_one_line_failure(
     assert code == 1
     failed = [line for line in err.splitlines() if "second.pdf" in line and "FAILED" in line]
     assert len(failed) == 1 and ("read-only" in failed[0] or "readonly" in failed[0]), err
-    with quiet_root_logger():
+    with restored_root_logger():
         assert main(["--data-dir", str(data), "docs", "--json"]) == 0
     names = [d["name"] for d in json.loads(capsys.readouterr().out)]
     assert names == ["first.pdf"]
