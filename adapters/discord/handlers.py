@@ -190,16 +190,28 @@ class DiscordHandlers:
         )
         await self._submit(job, outlet)
 
-    async def ingest(self, interaction: Interaction, file: discord.Attachment) -> None:
+    async def _start_admin_command(
+        self, interaction: Interaction
+    ) -> tuple[InteractionOutlet, str] | None:
+        """Defer privately, then check the place and the person (on our side, every time).
+
+        Returns (outlet, collection), or None after telling the user why not."""
         await interaction.response.defer(thinking=True, ephemeral=True)
         outlet = self._interaction_outlet(interaction)
         collection = self._collection(interaction.guild)
         if collection is None:
             await outlet.send(DM_DECLINED)
-            return
+            return None
         if not self._interaction_user_is_admin(interaction):
             await outlet.send(REFUSAL)
+            return None
+        return outlet, collection
+
+    async def ingest(self, interaction: Interaction, file: discord.Attachment) -> None:
+        admitted = await self._start_admin_command(interaction)
+        if admitted is None:
             return
+        outlet, collection = admitted
         await self._ingest(
             file,
             collection=collection,
@@ -212,15 +224,10 @@ class DiscordHandlers:
         )
 
     async def forget(self, interaction: Interaction, name: str) -> None:
-        await interaction.response.defer(thinking=True, ephemeral=True)
-        outlet = self._interaction_outlet(interaction)
-        collection = self._collection(interaction.guild)
-        if collection is None:
-            await outlet.send(DM_DECLINED)
+        admitted = await self._start_admin_command(interaction)
+        if admitted is None:
             return
-        if not self._interaction_user_is_admin(interaction):
-            await outlet.send(REFUSAL)
-            return
+        outlet, collection = admitted
         job = self._job(
             JobKind.FORGET,
             collection=collection,
