@@ -494,6 +494,10 @@ class RecordingAdapter:
     def _finish(self, job: Job, *, answer: Answer | None = None, error: str | None = None) -> None:
         trace = self._trace(job)
         trace.finished = time.perf_counter()
+        if trace.first_partial is None and answer is not None:
+            # A short answer can finish before the first throttled edit: then the final
+            # message is the first text the user sees.
+            trace.first_partial = trace.finished
         trace.answer, trace.error, trace.job = answer, error, job
         trace.done.set()
 
