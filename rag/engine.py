@@ -321,17 +321,28 @@ class RagEngine:
             removed, ids = self._store.put_document(
                 collection, name, prepared.sha256, parsed, chunks, matrix
             )
-            index.replace(collection, removed, ids, matrix)
-        except (sqlite3.Error, OSError, RuntimeError) as exc:
-            # SQLite rolled back; a FAISS file that missed the change is rebuilt on next use.
-            self._checked.discard(collection)
-            logger.exception("could not write %s to the data folder", name)
+        except (sqlite3.Error, OSError) as exc:
+            # One transaction: SQLite rolled back, the index never saw the file. A full or
+            # read-only disk is an expected fault, so one log line, not a traceback.
+            logger.warning("could not write %s to the data folder: %s", name, exc)
             return FileOutcome(name, "failed", reason=f"cannot write to the data folder ({exc})")
+        warnings = []
+        try:
+            index.replace(collection, removed, ids, matrix)
+        except (OSError, RuntimeError) as exc:
+            # SQLite (the source of truth) has the whole file; the vector file is rebuilt from
+            # it on next use, so the document is searchable and nothing is half-written.
+            self._checked.discard(collection)
+            logger.warning("could not save the vector index after %s: %s", name, exc)
+            warnings.append(f"the vector index file could not be saved ({exc}); "
+                            "it is rebuilt from the database on next use")
         if on_progress is not None:
             on_progress(name, total_pages, total_pages)
-        warning = ""
         if parsed.pages_without_text:
-            warning = f"{parsed.pages_without_text} page(s) have no text layer and were skipped"
+            warnings.append(
+                f"{parsed.pages_without_text} page(s) have no text layer and were skipped"
+            )
+        warning = "; ".join(warnings)
         return FileOutcome(
             name, "replaced" if removed else "added", total_pages, len(chunks), warning
         )

@@ -18,3 +18,20 @@ class GenerationCancelled(FolioError):
 
     def __init__(self) -> None:
         super().__init__("Cancelled.")
+
+
+class GeneratorUnavailable(FolioError):
+    """The generation server could not be reached, timed out, or broke off an answer.
+
+    Transient: the worker puts the job back in the queue and tries again a little later.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"The generation server at {url} is unreachable ({reason}); "
+                         "please try again in a few minutes.")
+        self.url = url
+        self.reason = reason
+
+
+class DataFolderError(FolioError):
+    """The data folder can't be opened or written (read-only, full, or not ours)."""

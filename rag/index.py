@@ -100,8 +100,12 @@ class FaissIndex:
         """Write to a temporary file and rename, so a crash never leaves a torn index file."""
         path = self._path(collection)
         temporary = path.with_suffix(".tmp")
-        self._faiss.write_index(self._indexes[collection], str(temporary))
-        os.replace(temporary, path)
+        try:
+            self._faiss.write_index(self._indexes[collection], str(temporary))
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a full disk must not keep a torn copy
+            raise
 
     def add(self, collection: str, ids: Sequence[int], vectors: Vectors) -> None:
         if not len(ids):

@@ -6,6 +6,7 @@ here, so it can always be rebuilt. Keyword search is FTS5 with BM25 ranking.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ import numpy as np
 
 from rag.chunk import Chunk
 from rag.embed import Vectors
+from rag.errors import DataFolderError
 from rag.normalize import FUNCTION_WORDS
 from rag.parse import ParsedDocument
 from rag.types import DocumentInfo
@@ -109,17 +111,33 @@ def keyword_query(question: str) -> str:
     return " OR ".join('"' + t.replace('"', "") + '"' for t in terms[:32])
 
 
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 class DocumentStore:
     """Thread-safe access to the documents database (one connection, serialised by a lock)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            reason = "read-only file system" if _read_only(path.parent) else (
+                getattr(exc, "strerror", None) or str(exc)
+            )
+            raise DataFolderError(
+                f"cannot open the document database {path} ({reason}); "
+                "check that the data folder is writable and has free space"
+            ) from exc
         self._lock = threading.RLock()
 
     def close(self) -> None:
