@@ -30,9 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="folio",
         description="Answers questions about your PDFs, with page citations, on a CPU.",
     )
-    parser.add_argument("--collection", default=None, help="collection to use (default: config)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="overrides FOLIO_DATA_DIR")
-    parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_common_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     commands.add_parser("run", help="run the bot: Discord/Slack if configured, else terminal chat")
@@ -60,7 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check the vector index against SQLite; repair")
     doctor.add_argument("--json", action="store_true")
     _add_optional_commands(commands)
+    for command in commands.choices.values():
+        # `folio ingest --collection x FILE` works as well as `folio --collection x ingest FILE`;
+        # SUPPRESS keeps an option given before the command when it isn't repeated after it.
+        _add_common_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument("--collection", default=default,
+                        help="collection to use (default: config)")
+    parser.add_argument("--data-dir", type=Path, default=default, help="overrides FOLIO_DATA_DIR")
+    parser.add_argument("--log-level", default=default,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def _add_optional_commands(commands: Any) -> None:

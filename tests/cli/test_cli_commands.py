@@ -57,6 +57,16 @@ def test_docs_of_an_empty_collection(folio: Folio, tmp_path: Path) -> None:
     assert result.code == 0 and json.loads(result.out) == []
 
 
+def test_global_options_work_after_the_command_too(folio: Folio, tmp_path: Path) -> None:
+    after = folio("docs", "--collection", "handbooks", "--data-dir", str(tmp_path / "data"))
+    assert after.code == 0, after.err
+    assert "No documents in collection 'handbooks'" in after.out
+    assert (tmp_path / "data").is_dir()
+    # Given before the command and not repeated after it, an option is kept.
+    before = folio("--collection", "manuals", "--data-dir", str(tmp_path / "data"), "docs")
+    assert "No documents in collection 'manuals'" in before.out
+
+
 def test_ask_with_nothing_indexed_exits_1(folio: Folio, tmp_path: Path) -> None:
     result = folio("--data-dir", str(tmp_path / "data"), "ask", "Anything?")
     assert result.code == 1
