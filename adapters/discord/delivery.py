@@ -15,11 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import discord
 
 from adapters.discord import format as fmt
 from adapters.discord.outlets import ChannelOutlet, Outlet
 from adapters.discord.stream import StreamingReply
+from adapters.retry import retry_transient
 from bot.jobs import Job
 from rag.types import Answer, IngestReport
 
@@ -131,9 +133,21 @@ class DiscordDelivery:
         await self.final(job, fmt.messages(message))
 
     async def final(self, job: Job, pieces: Sequence[str]) -> None:
+        """The finished reply; retried through 429s and 5xx (see `adapters.retry`)."""
         reply = self._reply(job)
         try:
             async with reply.lock:
-                await reply.stream.finish(pieces)
+                await retry_transient(
+                    lambda: reply.stream.finish(pieces),
+                    transient=transient_error,
+                    what=f"Discord: the reply to job {job.id}",
+                )
         finally:
             self.forget(job)
+
+
+def transient_error(exc: BaseException) -> bool:
+    """Worth trying again later: rate limited, Discord's servers failing, or the network."""
+    if isinstance(exc, discord.HTTPException):
+        return exc.status == 429 or exc.status >= 500
+    return isinstance(exc, discord.RateLimited | OSError | TimeoutError | aiohttp.ClientError)

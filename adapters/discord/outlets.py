@@ -54,18 +54,24 @@ class ChannelOutlet:
         self._header = header.strip()  # its own message before the first one (whom it is for)
 
     async def send(self, text: str) -> Sent:
-        reference, self._reply_to = self._reply_to, None
-        header, self._header = self._header, ""
-        if header:
-            await self.channel.send(header, allowed_mentions=NO_MENTIONS, suppress_embeds=True)
+        # The header and the reply reference are used up only once sent: after a failed send
+        # (a 5xx, a 429), the next attempt still says whom it is for.
+        if self._header:
+            await self.channel.send(
+                self._header, allowed_mentions=NO_MENTIONS, suppress_embeds=True
+            )
+            self._header = ""
+        reference = self._reply_to
         if reference is not None:
-            return await self.channel.send(
+            sent = await self.channel.send(
                 text,
                 reference=reference.to_reference(fail_if_not_exists=False),
                 mention_author=False,
                 allowed_mentions=NO_MENTIONS,
                 suppress_embeds=True,
             )
+            self._reply_to = None
+            return sent
         return await self.channel.send(text, allowed_mentions=NO_MENTIONS, suppress_embeds=True)
 
     async def edit(self, message: Sent, text: str) -> Sent:
@@ -100,10 +106,13 @@ class InteractionOutlet:
         if self._token_usable():
             try:
                 if not self._used_original:
-                    self._used_original = True
-                    return await self._interaction.edit_original_response(
+                    # marked used only once it worked: after a 5xx the next message still
+                    # fills the deferred response instead of leaving it "thinking…" forever
+                    sent = await self._interaction.edit_original_response(
                         content=text, allowed_mentions=NO_MENTIONS
                     )
+                    self._used_original = True
+                    return sent
                 return await self._interaction.followup.send(
                     text, allowed_mentions=NO_MENTIONS, suppress_embeds=True, wait=True
                 )

@@ -29,6 +29,7 @@ class StreamingReply:
         self.message: Sent | None = None
         self._last_edit = float("-inf")
         self._last_text = ""
+        self._overflow_sent = 0  # pieces after the first already sent by `finish`
 
     async def show(self, text: str, *, force: bool = False) -> bool:
         """Post or edit to `text` (cut to one message); False if skipped by the throttle."""
@@ -46,11 +47,14 @@ class StreamingReply:
         return True
 
     async def finish(self, pieces: Sequence[str]) -> None:
-        """The final text, already split to fit: the first piece replaces the streamed message."""
+        """The final text, already split to fit: the first piece replaces the streamed message.
+
+        Safe to call again after a failure: what was already sent is not sent twice."""
         first, *rest = [p for p in pieces if p.strip()] or ["…"]
         await self.show(first, force=True)
-        for piece in rest:
+        for piece in rest[self._overflow_sent :]:
             await self.outlet.send(piece)
+            self._overflow_sent += 1
 
     def _fit(self, text: str) -> str:
         text = text.strip() or "…"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.retry import retry_transient
 from adapters.slack import format as fmt
 from adapters.slack.mrkdwn import escape, split_message
 from adapters.slack.outbox import RESPONSE_URL_MAX_USES, ResponseUrl, SlackOutbox
@@ -156,7 +157,11 @@ class SlackDelivery:
             return
         stream = self._stream(job)
         self._streams.pop(self._key(job), None)
-        await stream.finish(text)
+        await retry_transient(
+            lambda: stream.finish(text),
+            transient=transient_error,
+            what=f"Slack: the reply to job {job.id}",
+        )
 
     async def _final_via_response_url(self, job: Job, text: str) -> None:
         """Where the app cannot post (not invited, a DM between others), the command's
@@ -188,3 +193,24 @@ class SlackDelivery:
         await self._outbox.ephemeral(
             job.channel, job.user, text, response_url=tracker, thread_ts=reply.thread_ts or None
         )
+
+
+def transient_error(exc: BaseException) -> bool:
+    """Worth trying again later: rate limited (after slack_sdk's own retries), Slack's servers
+    failing (slack_sdk never retries a 502), or the network."""
+    import aiohttp
+    from slack_sdk.errors import SlackApiError
+
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200)
+        return status == 429 or status >= 500 or exc.response.get("error") in _TRANSIENT_ERRORS
+    return isinstance(exc, OSError | TimeoutError | aiohttp.ClientError)
+
+
+_TRANSIENT_ERRORS = (
+    "ratelimited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+)

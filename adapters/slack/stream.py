@@ -31,6 +31,7 @@ class StreamingMessage:
         self.posted = Posted(channel, existing_ts) if existing_ts else None
         self._last_edit = float("-inf")
         self._last_text = ""
+        self._overflow_sent = 0  # pieces after the first already posted by `finish`
         self._lock = asyncio.Lock()  # the worker's edits and the listener's first post can race
 
     @property
@@ -74,8 +75,10 @@ class StreamingMessage:
             self.posted = await self._outbox.post(self.channel, pieces[0], thread_ts=self.thread_ts)
         self._last_text = pieces[0]
         thread = self.thread_ts or self.posted.ts
-        for piece in pieces[1:]:
+        # Safe to call again after a failure: what was already posted is not posted twice.
+        for piece in pieces[1 + self._overflow_sent :]:
             await self._outbox.post(self.channel, piece, thread_ts=thread)
+            self._overflow_sent += 1
 
     async def _try_update(self, posted: Posted, text: str) -> bool:
         from slack_sdk.errors import SlackApiError

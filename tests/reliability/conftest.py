@@ -1,6 +1,7 @@
 """Fixtures for the reliability tests (issue 8: hostile input, faults and load).
 
-`tests/` (the `pdfs` builders), `tests/bot` (FakeEngine), `tests/adapters/slack` (the fake Slack) and this
+`tests/` (the `pdfs` builders), `tests/bot` (FakeEngine), `tests/adapters/slack` and
+`tests/adapters/discord` (the fake Slack and the fake Discord) and this
 folder (`reliability_hostile`) go on sys.path; settings are always read with a clean environment.
 """
 
@@ -15,7 +16,8 @@ import pytest
 
 _HERE = Path(__file__).resolve().parent
 _TESTS = _HERE.parent
-for _path in (_HERE, _TESTS / "adapters" / "slack", _TESTS / "bot", _TESTS, _TESTS.parent):
+_FAKES = (_TESTS / "adapters" / "slack", _TESTS / "adapters" / "discord")
+for _path in (_HERE, *_FAKES, _TESTS / "bot", _TESTS, _TESTS.parent):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 

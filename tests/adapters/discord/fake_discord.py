@@ -55,6 +55,8 @@ class InteractionRecord:
     original: Json | None = None  # the @original message, once there is one
     followups: list[Json] = field(default_factory=list)
     expired: bool = False
+    dispatched_at: float = 0.0  # time.monotonic() when INTERACTION_CREATE was sent
+    responded_at: float | None = None  # ... and when the first callback (e.g. the deferral) came
 
 
 class FakeDiscord:
@@ -84,6 +86,12 @@ class FakeDiscord:
         self._session_id = "fake-session"
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # An outage (see `storm`): until `_storm_until`, matching requests get these statuses.
+        self._storm_until = 0.0
+        self._storm_statuses: tuple[int, ...] = ()
+        self._storm_paths: tuple[str, ...] = ()
+        self._storm_retry_after = 0.0
+        self.storm_replies: list[tuple[str, str, int]] = []  # (method, path, status) refused
 
     # ---- identifiers and payload builders -------------------------------------------------------
 
@@ -285,7 +293,7 @@ class FakeDiscord:
         else:
             payload["user"] = user
             payload["context"] = 1
-        record = InteractionRecord(payload)
+        record = InteractionRecord(payload, dispatched_at=time.monotonic())
         self.interactions[token] = record
         await self.dispatch("INTERACTION_CREATE", payload)
         return record
@@ -365,6 +373,48 @@ class FakeDiscord:
         async with self._changed:
             self._changed.notify_all()
 
+    def storm(
+        self,
+        seconds: float,
+        statuses: Sequence[int] = (429, 500, 502, 503),
+        *,
+        paths: Sequence[str] = ("/channels/", "/webhooks/"),
+        retry_after: float = 0.5,
+    ) -> None:
+        """For `seconds`, refuse REST requests whose path contains one of `paths`, answering
+        `statuses` in turn without acting on them: 429 with Discord's rate-limit body and headers
+        (`retry_after` seconds), 5xx with an error body. Interaction callbacks, the Gateway and
+        login are not in the default paths."""
+        self._storm_until = time.monotonic() + seconds
+        self._storm_statuses = tuple(statuses)
+        self._storm_paths = tuple(paths)
+        self._storm_retry_after = retry_after
+
+    def storm_over(self) -> bool:
+        return time.monotonic() >= self._storm_until
+
+    def _storm_reply(self, method: str, path: str) -> web.Response | None:
+        if self.storm_over() or not any(p in path for p in self._storm_paths):
+            return None
+        status = self._storm_statuses[len(self.storm_replies) % len(self._storm_statuses)]
+        self.storm_replies.append((method, path, status))
+        if status == 429:
+            after = self._storm_retry_after
+            headers = {
+                "Retry-After": str(max(1, round(after))),
+                "X-RateLimit-Limit": "5",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": f"{time.time() + after:.3f}",
+                "X-RateLimit-Reset-After": f"{after:.3f}",
+                "X-RateLimit-Scope": "user",
+                "Via": "1.1 google",  # discord.py takes a 429 without it for a Cloudflare ban
+            }
+            body = {"message": "You are being rate limited.", "retry_after": after, "global": False}
+            response = _json(body, status=429)
+            response.headers.update(headers)
+            return response
+        return _error(status, 0, f"{status}: Server Error")
+
     def expire(self, record: InteractionRecord) -> None:
         """From now on, the interaction token is refused, as after 15 minutes."""
         record.expired = True
@@ -440,6 +490,10 @@ class FakeDiscord:
             request[BODY] = body
             path = request.path[len(API_PREFIX) :]
             self.requests.append(Request(request.method, path, dict(request.query), body, files))
+            refused = self._storm_reply(request.method, path)
+            if refused is not None:
+                await self._notify()
+                return refused
         try:
             response: web.StreamResponse = await handler(request)
             return response
@@ -593,6 +647,7 @@ class FakeDiscord:
         if record.callbacks:
             return _error(400, 40060, "Interaction has already been acknowledged.")
         body: Json = request[BODY]
+        record.responded_at = time.monotonic()
         record.callbacks.append(body)
         response_type = body["type"]
         data: Json = body.get("data") or {}

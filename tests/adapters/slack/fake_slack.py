@@ -91,6 +91,10 @@ class FakeSlack:
     failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     ws_connections: int = 0
     sent_envelopes: list[str] = field(default_factory=list)
+    storm_replies: list[tuple[str, int]] = field(default_factory=list)  # (method, status) refused
+    # envelope id -> time.monotonic() when it was sent and when its ack arrived
+    sent_at: dict[str, float] = field(default_factory=dict)
+    acked_at: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._changed = asyncio.Condition()
@@ -98,6 +102,10 @@ class FakeSlack:
         self._ws: web.WebSocketResponse | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._storm_until = 0.0
+        self._storm_statuses: tuple[int, ...] = ()
+        self._storm_methods: frozenset[str] = frozenset()
+        self._storm_retry_after = 1
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -151,6 +159,44 @@ class FakeSlack:
 
     def fail(self, method: str, status: int, headers: dict[str, str] | None = None) -> None:
         self.failures.setdefault(method, []).append((status, headers or {}))
+
+    def storm(
+        self,
+        seconds: float,
+        statuses: tuple[int, ...] = (429, 500, 502, 503),
+        *,
+        methods: tuple[str, ...] = ("chat.postMessage", "chat.update", "chat.delete"),
+        retry_after: int = 1,
+    ) -> None:
+        """For `seconds`, refuse calls to `methods` without acting on them, answering `statuses`
+        in turn: 429 `ratelimited` with Retry-After, 500 `internal_error` as JSON, 502/503 as the
+        HTML page of a load balancer (as Slack's edge does)."""
+        self._storm_until = time.monotonic() + seconds
+        self._storm_statuses = statuses
+        self._storm_methods = frozenset(methods)
+        self._storm_retry_after = retry_after
+
+    def storm_over(self) -> bool:
+        return time.monotonic() >= self._storm_until
+
+    def _storm_reply(self, method: str) -> web.Response | None:
+        if self.storm_over() or method not in self._storm_methods:
+            return None
+        status = self._storm_statuses[len(self.storm_replies) % len(self._storm_statuses)]
+        self.storm_replies.append((method, status))
+        if status == 429:
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(self._storm_retry_after)},
+            )
+        if status == 500:
+            return web.json_response({"ok": False, "error": "internal_error"}, status=500)
+        return web.Response(
+            status=status,
+            text=f"<html><body><h1>{status}</h1>Slack is having trouble.</body></html>",
+            content_type="text/html",
+        )
 
     # ---- queries -------------------------------------------------------------------------------
 
@@ -208,6 +254,7 @@ class FakeSlack:
         if kind == "events_api":
             envelope["retry_attempt"] = retry_attempt
             envelope["retry_reason"] = "timeout" if retry_attempt else ""
+        self.sent_at[envelope_id] = time.monotonic()
         await ws.send_str(json.dumps(envelope))
         self.sent_envelopes.append(envelope_id)
         return envelope_id
@@ -240,6 +287,7 @@ class FakeSlack:
             if msg.type == WSMsgType.TEXT:
                 data = json.loads(msg.data)
                 if "envelope_id" in data:
+                    self.acked_at.setdefault(data["envelope_id"], time.monotonic())
                     self.acks[data["envelope_id"]] = data
                     await self._notify()
         await self._notify()
@@ -258,6 +306,9 @@ class FakeSlack:
                 params.update(parse_qsl(raw.decode()))
         self.calls.append(Call(method, params, dict(request.headers)))
         try:
+            refused = self._storm_reply(method)
+            if refused is not None:
+                return refused
             scripted = self.failures.get(method)
             if scripted:
                 status, headers = scripted.pop(0)
