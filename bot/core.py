@@ -28,7 +28,8 @@ from bot.history import History, HistoryEntry, build_record
 from bot.jobs import Accepted, ErrorOutcome, Job, JobStatus
 from bot.migrations import BotDatabase
 from bot.ports import AnswerEngine
-from bot.queue import SqliteJobQueue
+from bot.queue import JobQueue, SqliteJobQueue
+from bot.redis_queue import RedisJobQueue, RedisQueueConfig
 from bot.worker import Throughput, Worker
 from rag.types import DocumentInfo
 
@@ -52,20 +53,28 @@ class CoreOptions:
     stop_grace_s: float = 10.0  # how long `stop` lets the current job finish
     cancel_wait_s: float = 3.0  # then how long the engine gets to notice it was cancelled
     ack_timeout_s: float = 10.0
+    concurrency: int = 1  # questions answered at once (engine threads); 1 for the local model
+    retry_backoff_s: float = 2.0  # × the attempt number, before retrying an unreachable server
 
 
 class BotCore:
-    """Owns the bot database, the queue, the worker and its engine thread."""
+    """Owns the bot database, the queue, the worker and its engine threads."""
 
     def __init__(
-        self, engine: AnswerEngine, db_path: Path | str, options: CoreOptions | None = None
+        self,
+        engine: AnswerEngine,
+        db_path: Path | str,
+        options: CoreOptions | None = None,
+        *,
+        redis: RedisQueueConfig | None = None,  # the shared queue; None = SQLite in db_path
     ) -> None:
         self._engine = engine
         self._db_path = db_path
         self.options = options or CoreOptions()
         self._adapters: dict[str, Adapter] = {}
         self._db: BotDatabase | None = None
-        self._queue: SqliteJobQueue | None = None
+        self._redis = redis
+        self._queue: JobQueue | None = None
         self._history: History | None = None
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
@@ -80,8 +89,18 @@ class BotCore:
             max_pending=queue.max_pending,
             max_pending_per_user=queue.max_pending_per_user,
             edit_interval_s=queue.edit_interval_s,
+            concurrency=settings.generator.concurrency,
         )
-        return cls(engine, settings.bot_db, options)
+        redis = None
+        if queue.backend == "redis":
+            assert settings.redis_url is not None  # the settings refuse redis without a URL
+            redis = RedisQueueConfig(
+                url=settings.redis_url.get_secret_value(),
+                prefix=queue.redis_prefix,
+                claim_timeout_s=queue.claim_timeout_s,
+                retention_s=queue.redis_retention_days * 86400,
+            )
+        return cls(engine, settings.bot_db, options, redis=redis)
 
     def register(self, adapter: Adapter) -> None:
         """Route jobs of `adapter.platform` to it. Jobs of platforms not registered stay queued."""
@@ -97,16 +116,21 @@ class BotCore:
             return
         opts = self.options
         self._db = await BotDatabase.open(self._db_path)
-        self._queue = SqliteJobQueue(
-            self._db, max_pending=opts.max_pending, max_pending_per_user=opts.max_pending_per_user
-        )
+        try:
+            self._queue = await self._open_queue(self._db)
+        except BaseException:
+            await self._db.close()
+            self._db = None
+            raise
         self._history = History(self._db)
         await self._queue.recover()
-        throughput = Throughput(default_s=opts.default_eta_s)
+        throughput = Throughput(default_s=opts.default_eta_s, parallel=opts.concurrency)
         for seconds in reversed(await self._queue.recent_durations(20)):
             throughput.add(seconds)
-        # The engine's one thread: only it ever calls the engine.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="folio-engine")
+        # The engine's threads: with the local model exactly one, the only one that calls it.
+        self._executor = ThreadPoolExecutor(
+            max_workers=opts.concurrency, thread_name_prefix="folio-engine"
+        )
         self._worker = Worker(
             queue=self._queue,
             history=self._history,
@@ -116,7 +140,11 @@ class BotCore:
             throughput=throughput,
             edit_interval_s=opts.edit_interval_s,
             history_turns=opts.history_turns,
+            concurrency=opts.concurrency,
+            retry_backoff_s=opts.retry_backoff_s,
         )
+        if isinstance(self._queue, RedisJobQueue):  # jobs queued by other processes wake us
+            self._queue.on_new_work(self._worker.wake)
         self._worker_task = asyncio.create_task(self._worker.run(), name="folio-worker")
         self._worker_task.add_done_callback(_log_crash)
         self._accepting = True
@@ -134,6 +162,8 @@ class BotCore:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if isinstance(self._queue, RedisJobQueue):
+            await self._queue.close()
         if self._db is not None:
             await self._db.close()
         if self._executor is not None:
@@ -241,7 +271,7 @@ class BotCore:
         return await self._history.export_jsonl(out)
 
     async def documents(self, collection: str) -> list[DocumentInfo]:
-        """What is indexed (runs on the engine thread, after the job in progress)."""
+        """What is indexed (runs on an engine thread, behind a running job if it has only one)."""
         _, worker = self._require_started()
         return await worker.call_engine(self._engine.documents, collection)
 
@@ -252,7 +282,19 @@ class BotCore:
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _require_started(self) -> tuple[SqliteJobQueue, Worker]:
+    async def _open_queue(self, db: BotDatabase) -> JobQueue:
+        """The configured back end: SQLite in the bot database, or the shared Redis queue."""
+        opts = self.options
+        if self._redis is None:
+            return SqliteJobQueue(
+                db, max_pending=opts.max_pending, max_pending_per_user=opts.max_pending_per_user
+            )
+        return await RedisJobQueue.connect(
+            db, self._redis,
+            max_pending=opts.max_pending, max_pending_per_user=opts.max_pending_per_user,
+        )
+
+    def _require_started(self) -> tuple[JobQueue, Worker]:
         if self._queue is None or self._worker is None:
             raise FolioError(SHUTTING_DOWN)  # stopped, or not started yet
         return self._queue, self._worker

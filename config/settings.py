@@ -7,10 +7,18 @@ Secrets come only from the environment. Nothing is read at import time: call
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,7 +47,11 @@ class EmbeddingSettings(BaseModel):
 
 
 class GeneratorSettings(BaseModel):
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "openai"] = Field(
+        default="local",
+        description="local: llama.cpp in this process; openai: an OpenAI-compatible chat "
+        "completions server (llama.cpp's server, vLLM, Ollama) at base_url.",
+    )
     model_path: Path | None = Field(
         default=None, description="Any GGUF file; empty = the embedded SmolLM2-135M-Instruct."
     )
@@ -55,6 +67,53 @@ class GeneratorSettings(BaseModel):
         "keeps the key sentence verbatim if the model left it out; generate: the model's "
         "supported sentences only; extract: the best sentences verbatim, no model call.",
     )
+    # --- the "openai" back end (the API key comes only from FOLIO_GENERATOR_API_KEY) ---
+    base_url: str = Field(
+        default="",
+        description="The server's OpenAI API root, e.g. http://127.0.0.1:8080/v1.",
+    )
+    model_name: str = Field(
+        default="", description="The model name sent to the server; empty = the first it lists."
+    )
+    tokenizer_path: Path | None = Field(
+        default=None,
+        description="The served model's GGUF, read for exact token counts and its chat template; "
+        "empty = the server's tokenize endpoint, else an estimate with a margin.",
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    read_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest silence from the server mid-answer."
+    )
+    retries: int = Field(
+        default=1, ge=0, le=10, description="Quick retries of a request that could not connect."
+    )
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Questions generated at once (openai only; the local model runs one).",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> GeneratorSettings:
+        if self.backend == "local" and self.concurrency != 1:
+            raise ValueError(
+                "concurrency must be 1 with the local backend (one llama.cpp context); "
+                "use backend = \"openai\" to generate several answers at once"
+            )
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError(
+                "backend = \"openai\" needs base_url (e.g. http://127.0.0.1:8080/v1)"
+            )
+        return self
 
 
 class ChunkingSettings(BaseModel):
@@ -101,6 +160,31 @@ class QueueSettings(BaseModel):
     max_pending: int = Field(default=200, ge=1)
     max_pending_per_user: int = Field(default=5, ge=1)
     edit_interval_s: float = Field(default=1.0, ge=0.0)
+    backend: Literal["sqlite", "redis"] = Field(
+        default="sqlite",
+        description="sqlite: this process's own queue in data/bot.sqlite; redis: one queue "
+        "shared by every Folio process using the same Redis (URL from FOLIO_REDIS_URL or "
+        "REDIS_URL) and redis_prefix.",
+    )
+    redis_prefix: str = Field(
+        default="folio",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="The namespace of every Redis key and channel; processes with the same "
+        "prefix share one queue.",
+    )
+    claim_timeout_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="redis: a running job whose process stopped heartbeating this long ago "
+        "(it died) goes back in line for another process.",
+    )
+    redis_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        le=3650,
+        description="redis: how long a finished job (and its idempotency key) stays in Redis.",
+    )
 
 
 class Settings(BaseSettings):
@@ -130,6 +214,8 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = Field(default=None, exclude=True)
     slack_app_token: SecretStr | None = Field(default=None, exclude=True)
     slack_signing_secret: SecretStr | None = Field(default=None, exclude=True)
+    redis_url: SecretStr | None = Field(default=None, exclude=True)  # may carry a password
+    generator_api_key: SecretStr | None = Field(default=None, exclude=True)
 
     @field_validator("default_collection")
     @classmethod
@@ -137,6 +223,25 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message must not echo the URL: it may carry a password.
+        if value is not None and not re.match(
+            r"^(redis|rediss|unix)://\S+$", value.get_secret_value().strip()
+        ):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _queue_backend_needs(self) -> Settings:
+        if self.queue.backend == "redis" and self.redis_url is None:
+            raise ValueError(
+                'queue.backend = "redis" needs the Redis URL in FOLIO_REDIS_URL or REDIS_URL '
+                "(e.g. redis://127.0.0.1:6379/0)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -172,6 +277,8 @@ _SECRET_ENV = {
     "slack_bot_token": "SLACK_BOT_TOKEN",
     "slack_app_token": "SLACK_APP_TOKEN",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
+    "redis_url": "FOLIO_REDIS_URL",
+    "generator_api_key": "FOLIO_GENERATOR_API_KEY",
 }
 
 
@@ -186,6 +293,8 @@ def load_settings(**overrides: Any) -> Settings:
         for field, env in _SECRET_ENV.items()
         if os.environ.get(env)
     }
+    if "redis_url" not in secrets and os.environ.get("REDIS_URL"):  # the usual name on PaaS
+        secrets["redis_url"] = SecretStr(os.environ["REDIS_URL"])
     try:
         return Settings(**{**secrets, **overrides})
     except ValidationError as exc:
@@ -207,6 +316,12 @@ def _reject_secrets_in_file(config_file: Path) -> None:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
     found = sorted(set(data) & set(_SECRET_ENV))
+    generator = data.get("generator")
+    if isinstance(generator, dict) and "api_key" in generator:
+        found.append("generator_api_key")
+    queue = data.get("queue")
+    if isinstance(queue, dict) and "redis_url" in queue:
+        found.append("redis_url")
     if found:
         names = ", ".join(f"{key} (set {_SECRET_ENV[key]} instead)" for key in found)
         raise ConfigError(f"{config_file} must not contain secrets: {names}.")
