@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.core import BotCore
+from bot.errors import GeneratorUnavailable
 from config.settings import Settings
 from rag.engine import build_engine
 
@@ -66,7 +67,11 @@ async def run_bot(settings: Settings, *, console: bool | None = None) -> int:
     use_console = console if console is not None else not platforms
     started = time.perf_counter()
     # Load and warm the models once, on the engine's side, before anyone is told we are ready.
-    await asyncio.to_thread(engine.warm_up)
+    try:
+        await asyncio.to_thread(engine.warm_up)
+    except GeneratorUnavailable as exc:
+        # The bot still starts: questions wait and are retried, then fail with this same line.
+        logger.warning("%s Questions will be retried until it answers.", exc.message)
     logger.info("models ready in %.1fs (%s)", time.perf_counter() - started, engine.model_name)
     core = BotCore.from_settings(settings, engine)
     adapters = _build_adapters(settings, core, platforms)

@@ -12,6 +12,12 @@ output length Folio produced (the baseline of the overhead ratio), in a third pr
 serve phase drives: right after its Folio counterpart, so both see the same CPU contention, and
 without adding the second model to the serving process's memory.
 
+With a generation server (`--backend openai --base-url URL --parallel N`, or the same in the
+settings) the answers go to the server instead, up to N at once through the worker pool; the
+queue test then runs at N and, for comparison, at 1 (so the gain from parallel requests shows as
+`queue_speedup`), and the raw llama.cpp baseline is skipped (reported as null: there is no
+in-process model to compare with).
+
 The parent only orchestrates and prints: one JSON object with `--json`, else a table with the
 tutorial baseline and the targets.
 """
@@ -33,8 +39,8 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +112,19 @@ def add_command(commands: Any) -> None:
                         help="questions submitted at once in the queue test (default 20)")
     parser.add_argument("--users", type=int, default=5,
                         help="distinct users asking them (default 5)")
+    parser.add_argument("--backend", choices=("local", "openai"), default=None,
+                        help="generate in-process (local) or on an OpenAI-compatible server "
+                        "(default: generator.backend from the settings)")
+    parser.add_argument("--base-url", default=None,
+                        help="the server's API root, e.g. http://127.0.0.1:8080/v1 "
+                        "(default: generator.base_url)")
+    parser.add_argument("--server-model", default=None,
+                        help="model name sent to the server (default: generator.model_name, "
+                        "else the first model the server lists)")
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="questions generated at once through the worker pool, server back "
+                        "end only (default: generator.concurrency); the queue test also runs "
+                        "at 1 to show the gain")
     parser.set_defaults(handler=_handle)
 
 
@@ -141,6 +160,7 @@ def prepare(settings: Settings, args: argparse.Namespace) -> tuple[Settings, Ben
     for name in ("limit", "concurrency", "users"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name} must be at least 1")
+    settings = _with_generation_options(settings, args)
     if args.model is not None:
         model = args.model.expanduser().resolve()
         if not model.is_file():
@@ -162,6 +182,31 @@ def prepare(settings: Settings, args: argparse.Namespace) -> tuple[Settings, Ben
         users=min(args.users, args.concurrency),
     )
     return settings, plan
+
+
+def _with_generation_options(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The settings with --backend, --base-url, --server-model and --parallel applied, validated
+    like the configuration file (ConfigError names what is wrong)."""
+    from pydantic import ValidationError
+
+    from config.settings import GeneratorSettings
+
+    changes: dict[str, Any] = {}
+    for option, key in (("backend", "backend"), ("base_url", "base_url"),
+                        ("server_model", "model_name"), ("parallel", "concurrency")):
+        value = getattr(args, option, None)
+        if value is not None:
+            changes[key] = value
+    if not changes:
+        return settings
+    try:
+        generator = GeneratorSettings.model_validate(
+            {**settings.generator.model_dump(), **changes}
+        )
+    except ValidationError as exc:
+        problems = "; ".join(str(err["msg"]) for err in exc.errors())
+        raise ConfigError(f"invalid generator options: {problems}") from None
+    return settings.model_copy(update={"generator": generator})
 
 
 def run_bench(
@@ -333,7 +378,7 @@ def serve_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
                 engine.retrieve(question, collection=plan.collection)
                 retrieval_ms.append((time.perf_counter() - started) * 1000)
             _forget_query_cache(engine)  # the answers below embed their questions as users' would
-            with RawLlama(settings) as raw:
+            with _raw_baseline(settings) as raw:
 
                 def time_raw(question: str, tokens: int) -> dict[str, Any]:
                     """The prompt Folio built for `question`, straight through llama.cpp."""
@@ -341,10 +386,16 @@ def serve_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
                     built = PromptBuilder(engine.generator, engine._options.prompt).build(
                         question, passages
                     )
+                    assert raw is not None
                     return raw.time(built.prompt, tokens)
 
-                served = asyncio.run(_serve(engine, settings, plan, time_raw))
-                served["raw"] = {"load_s": raw.load_s, "runs": served.pop("raw_runs")}
+                served = asyncio.run(
+                    _serve(engine, settings, plan, time_raw if raw is not None else None)
+                )
+                served["raw"] = {
+                    "load_s": raw.load_s if raw is not None else None,
+                    "runs": served.pop("raw_runs"),
+                }
             figures = memory.figures()
             model = engine.model_name
         finally:
@@ -364,6 +415,16 @@ def _forget_query_cache(engine: RagEngine) -> None:
     cache = getattr(engine.embedder, "_cache", None)
     if cache is not None and hasattr(cache, "clear"):
         cache.clear()
+
+
+@contextlib.contextmanager
+def _raw_baseline(settings: Settings) -> Iterator[RawLlama | None]:
+    """The raw llama.cpp process for the local back end; none for a generation server."""
+    if settings.generator.backend != "local":
+        yield None
+        return
+    with RawLlama(settings) as raw:
+        yield raw
 
 
 class RawLlama:
@@ -512,16 +573,18 @@ async def _serve(
     engine: RagEngine,
     settings: Settings,
     plan: BenchPlan,
-    time_raw: Callable[[str, int], dict[str, Any]],
+    time_raw: Callable[[str, int], dict[str, Any]] | None,
 ) -> dict[str, Any]:
     from bot.core import BotCore, CoreOptions
 
     queue = settings.queue
+    concurrency = settings.generator.concurrency
     per_user = math.ceil(len(plan.queued) / plan.users)
     options = CoreOptions(
         max_pending=max(queue.max_pending, len(plan.queued)),
         max_pending_per_user=max(queue.max_pending_per_user, per_user),
         edit_interval_s=queue.edit_interval_s,
+        concurrency=concurrency,
     )
     adapter = RecordingAdapter()
     core = BotCore(engine, settings.bot_db, options)
@@ -535,27 +598,49 @@ async def _serve(
             trace = await adapter.submit(core, job)
             await asyncio.wait_for(trace.done.wait(), ANSWER_TIMEOUT_S)
             sequential.append(_sequential_record(question, trace))
-            if sequential[-1]["tokens"]:  # the engine thread is idle now: nothing else runs
+            if time_raw is not None and sequential[-1]["tokens"]:  # the engine is idle now
                 raw_runs.append(await asyncio.to_thread(time_raw, question, sequential[-1]["tokens"]))
             print(f"[bench] answer {number}/{len(plan.sequential)}: "
                   f"{sequential[-1]['answer_s']:.2f}s, {sequential[-1]['tokens']} tokens",
                   file=sys.stderr, flush=True)
-        jobs = [
-            _question_job(f"queue-{i}", f"bench-user-{i % plan.users}", text, plan.collection)
-            for i, text in enumerate(plan.queued)
-        ]
-        started = time.perf_counter()
-        traces = await asyncio.gather(*(adapter.submit(core, job) for job in jobs))
-        waiting = [asyncio.create_task(t.done.wait()) for t in traces]
-        await asyncio.wait(waiting, timeout=ANSWER_TIMEOUT_S * len(traces))
-        for task in waiting:
-            task.cancel()
-        queued = _queue_record(traces, started)
+        _forget_query_cache(engine)
+        queued = await _queue_burst(core, adapter, plan, "queue")
     finally:
         await core.stop()
+    serial: dict[str, Any] | None = None
+    if concurrency > 1:
+        # The same burst again one at a time, through the same (warm) server: the baseline of
+        # the gain from parallel requests.
+        _forget_query_cache(engine)
+        serial_core = BotCore(engine, settings.bot_db, replace(options, concurrency=1))
+        serial_core.register(adapter)
+        await serial_core.start()
+        try:
+            serial = await _queue_burst(serial_core, adapter, plan, "serial")
+        finally:
+            await serial_core.stop()
     return {"sequential": sequential, "raw_runs": raw_runs, "queue": queued,
+            "queue_serial": serial, "concurrency": concurrency,
+            "backend": settings.generator.backend,
             "edit_interval_s": queue.edit_interval_s,
             "generator_threads": settings.generator.threads}
+
+
+async def _queue_burst(
+    core: BotCore, adapter: RecordingAdapter, plan: BenchPlan, prefix: str
+) -> dict[str, Any]:
+    """Submit every queued question at once (from `plan.users` users); wait for all replies."""
+    jobs = [
+        _question_job(f"{prefix}-{i}", f"bench-user-{i % plan.users}", text, plan.collection)
+        for i, text in enumerate(plan.queued)
+    ]
+    started = time.perf_counter()
+    traces = await asyncio.gather(*(adapter.submit(core, job) for job in jobs))
+    waiting = [asyncio.create_task(t.done.wait()) for t in traces]
+    await asyncio.wait(waiting, timeout=ANSWER_TIMEOUT_S * len(traces))
+    for task in waiting:
+        task.cancel()
+    return _queue_record(traces, started)
 
 
 def _sequential_record(question: str, trace: Trace) -> dict[str, Any]:
@@ -669,6 +754,9 @@ def build_report(
     engine_median = _median([r["engine_s"] for r in generated])
     raw_median = _median(raw_total)
     queue = serve["queue"]
+    serial = serve.get("queue_serial")
+    per_min = _per_s(queue["answered"] * 60, queue["total_s"])
+    serial_per_min = _per_s(serial["answered"] * 60, serial["total_s"]) if serial else None
     retrieval = serve["retrieval_ms"]
     report: dict[str, Any] = {
         "ingest_pages_per_s": _r(_per_s(ingest["pages"], ingest["ingest_seconds"])),
@@ -710,9 +798,10 @@ def build_report(
         "queue_abstained": queue["abstained"],
         "queue_failed": len(queue["failed"]),
         "queue_total_s": _r(queue["total_s"]),
-        "queue_answers_per_min": _r(
-            _per_s(queue["answered"] * 60, queue["total_s"]), 1
-        ),
+        "queue_answers_per_min": _r(per_min, 1),
+        "queue_concurrency": serve.get("concurrency", 1),
+        "queue_answers_per_min_serial": _r(serial_per_min, 1),
+        "queue_speedup": _r(per_min / serial_per_min if per_min and serial_per_min else None, 2),
         "queue_wait_p50_s": _r(_percentile(queue["waits_s"], 0.5)),
         "queue_wait_p95_s": _r(_percentile(queue["waits_s"], 0.95)),
         "ack_p95_ms": _r(_percentile(queue["ack_ms"], 0.95), 1),
@@ -729,6 +818,8 @@ def build_report(
             "queued": queue["submitted"],
         },
         "settings": {
+            "generator_backend": serve.get("backend", "local"),
+            "generator_concurrency": serve.get("concurrency", 1),
             "generator_threads": serve.get("generator_threads"),
             "edit_interval_s": serve.get("edit_interval_s"),
         },
@@ -758,6 +849,8 @@ def format_report(report: dict[str, Any]) -> str:
 
     machine = report["machine"]
     questions = report["questions"]
+    on_server = report.get("settings", {}).get("generator_backend", "local") != "local"
+    no_raw = "n/a (generation server: no in-process model to compare with)"
     rows = [
         ("ready (build + warm up both models)", show("ready_s", "s")),
         ("ingest", f"{show('ingest_pages_per_s', 'pages/s')}, "
@@ -773,10 +866,10 @@ def format_report(report: dict[str, Any]) -> str:
                              f" (engine alone {show('engine_answer_p50_s', 's')})"),
         ("decode / prefill", f"{show('decode_tokens_per_s', 'tok/s')} / "
                              f"{show('prefill_tokens_per_s', 'tok/s')}"),
-        ("raw llama.cpp answer / TTFT p50", f"{show('raw_answer_p50_s', 's')} / "
-                                            f"{show('raw_ttft_p50_s', 's')}"),
-        ("overhead vs raw llama.cpp", f"{show('overhead_ratio', 'x')} "
-                                      f"(engine alone {show('engine_overhead_ratio', 'x')})"),
+        ("raw llama.cpp answer / TTFT p50", no_raw if on_server else
+         f"{show('raw_answer_p50_s', 's')} / {show('raw_ttft_p50_s', 's')}"),
+        ("overhead vs raw llama.cpp", no_raw if on_server else
+         f"{show('overhead_ratio', 'x')} (engine alone {show('engine_overhead_ratio', 'x')})"),
         ("answer p50 breakdown", ", ".join(
             f"{name.replace('_', ' ')} {value}s"
             for name, value in report["answer_breakdown_p50_s"].items() if value is not None
@@ -784,6 +877,13 @@ def format_report(report: dict[str, Any]) -> str:
         ("queue", f"{report['queue_answered']}/{report['queue_submitted']} answered in "
                   f"{show('queue_total_s', 's')} = {show('queue_answers_per_min', 'answers/min')}"
                   f", wait p95 {show('queue_wait_p95_s', 's')}, ack p95 {show('ack_p95_ms', 'ms')}"),
+        *(
+            [("queue, parallel vs one at a time",
+              f"{report['queue_concurrency']} at once: {show('queue_answers_per_min')} vs "
+              f"{show('queue_answers_per_min_serial', 'answers/min')} = "
+              f"{show('queue_speedup', 'x')}")]
+            if report.get("queue_answers_per_min_serial") is not None else []
+        ),
         ("peak RSS serving / ingest", f"{show('peak_rss_serving_mb', 'MB')} / "
                                       f"{show('peak_rss_ingest_mb', 'MB')} "
                                       "(PDF parser process not included)"),

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from config.errors import ConfigError, FolioError
-from rag.errors import BadDocumentError, GenerationCancelled, NotFoundError
+from rag.errors import (
+    BadDocumentError,
+    GenerationCancelled,
+    GeneratorUnavailable,
+    NotFoundError,
+)
 
 __all__ = [
     "BadDocumentError",
@@ -11,6 +16,7 @@ __all__ = [
     "DuplicateJobError",
     "FolioError",
     "GenerationCancelled",
+    "GeneratorUnavailable",
     "NotFoundError",
     "PermissionDeniedError",
     "QueueFullError",

@@ -1,7 +1,12 @@
-"""The one worker: takes the fairly-next job, runs the engine on its one thread, streams progress.
+"""The worker: takes the fairly-next jobs, runs the engine on its threads, streams progress.
 
-The engine is slow and synchronous, so it runs in a single dedicated thread (only that thread
-ever touches it); the event loop only awaits it. Progress crosses back with
+The engine is slow and synchronous, so it runs on an executor of dedicated threads; the event
+loop only awaits it. With the embedded model that is one thread (only it ever touches the model)
+and one job at a time. With a generation server the worker is a small pool: up to
+`concurrency` questions run at once, while ingest and forget jobs, which change the index, always
+run alone (the worker drains the questions in progress first). A job whose generation server is
+unreachable goes back in the queue after a short backoff, up to MAX_ATTEMPTS claims, and then
+fails with a reply that says so. Progress crosses back with
 `loop.call_soon_threadsafe` into a `ProgressRelay`, which edits the platform message at most once
 per `edit_interval_s`. The outcome is committed with its history row before it is delivered, so a
 crash never makes the engine answer the same job twice.
@@ -21,7 +26,7 @@ from concurrent.futures import Executor
 from typing import Any, Literal, TypeVar
 
 from adapters.base import Adapter
-from bot.errors import FolioError, GenerationCancelled
+from bot.errors import FolioError, GenerationCancelled, GeneratorUnavailable
 from bot.history import History, build_record
 from bot.jobs import (
     AnswerOutcome,
@@ -42,16 +47,17 @@ from rag.types import AnswerProgress
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 3  # claims of one job (the queue counts them) before it fails for good
 CancelReason = Literal["user", "shutdown"]
 
 
 class Throughput:
     """Moving average of recent job run times, for "answered in ~40s" at acceptance."""
 
-    def __init__(self, *, default_s: float = 20.0, window: int = 20) -> None:
+    def __init__(self, *, default_s: float = 20.0, window: int = 20, parallel: int = 1) -> None:
         self._default = default_s
         self._recent: deque[float] = deque(maxlen=window)
+        self._parallel = max(1, parallel)
 
     def add(self, seconds: float) -> None:
         if seconds >= 0:
@@ -63,8 +69,9 @@ class Throughput:
         return sum(self._recent) / len(self._recent) if self._recent else self._default
 
     def eta(self, jobs_until_done: int) -> float:
-        """Seconds until `jobs_until_done` more jobs (this one included) have run."""
-        return self.average_s * max(1, jobs_until_done)
+        """Seconds until `jobs_until_done` more jobs (this one included) have run, `parallel`
+        at a time."""
+        return self.average_s * max(1, -(-jobs_until_done // self._parallel))
 
 
 class ProgressRelay:
@@ -169,25 +176,37 @@ class ProgressRelay:
 
 
 class _Running:
-    """The job in the engine now, and the flag its `cancelled` callback reads (from that thread)."""
+    """A job in the engine now, and the flag its `cancelled` callback reads (from that thread)."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.cancel = threading.Event()
+        self.cancelled_on_loop = asyncio.Event()  # the same flag, for waits on the event loop
         self.reason: CancelReason | None = None
 
     def request_cancel(self, reason: CancelReason) -> None:
+        """Called on the event loop (cancel commands, shutdown)."""
         if self.reason is None:
             self.reason = reason
         self.cancel.set()
+        self.cancelled_on_loop.set()
 
 
 class _Requeue(Exception):
     """The engine stopped because we are shutting down: the job goes back to pending."""
 
 
+class _Retry(Exception):
+    """The generation server failed transiently: the job goes back to pending after a backoff."""
+
+    def __init__(self, cause: GeneratorUnavailable) -> None:
+        super().__init__(cause.message)
+        self.cause = cause
+
+
 class Worker:
-    """Consumes the queue one job at a time and routes each job's output to its platform."""
+    """Consumes the queue, up to `concurrency` questions at a time (ingest and forget alone),
+    and routes each job's output to its platform."""
 
     def __init__(
         self,
@@ -201,6 +220,8 @@ class Worker:
         edit_interval_s: float,
         history_turns: int = 4,
         poll_s: float = 30.0,
+        concurrency: int = 1,
+        retry_backoff_s: float = 2.0,
     ) -> None:
         self._queue = queue
         self._history = history
@@ -211,9 +232,13 @@ class Worker:
         self._edit_interval = edit_interval_s
         self._history_turns = history_turns
         self._poll_s = poll_s
+        self._concurrency = max(1, concurrency)
+        self._retry_backoff_s = retry_backoff_s
         self._wakeup = asyncio.Event()
         self._stopping = False
-        self._current: _Running | None = None
+        self._running: dict[int, _Running] = {}  # claimed jobs, oldest first
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._exclusive = False  # an ingest or forget job is claimed: nothing else may start
         self._acks: dict[int, asyncio.Future[None]] = {}
 
     # ---- control (from the core) ------------------------------------------------------------
@@ -227,9 +252,9 @@ class Worker:
         self._acks[job_id] = acknowledged
 
     def cancel_running(self, job_id: int) -> bool:
-        """Ask the engine to stop `job_id` if it is the running job; False if it is not."""
-        current = self._current
-        if current is None or current.job.id != job_id:
+        """Ask the engine to stop `job_id` if it is a running job; False if it is not."""
+        current = self._running.get(job_id)
+        if current is None:
             return False
         if current.job.kind is not JobKind.QUESTION:
             raise FolioError(f"Job {job_id} is already changing the index and can't be stopped.")
@@ -238,60 +263,100 @@ class Worker:
 
     @property
     def running_job(self) -> Job | None:
-        return self._current.job if self._current else None
+        """The oldest running job (the only one, with concurrency 1)."""
+        return next((r.job for r in self._running.values()), None)
+
+    @property
+    def running_jobs(self) -> list[Job]:
+        return [r.job for r in self._running.values()]
 
     async def call_engine(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run `fn` on the engine thread (behind the job in progress, if any)."""
+        """Run `fn` on an engine thread (behind the job in progress, with one thread)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def run(self) -> None:
-        """Deliver what a crash left undelivered, then serve jobs until `stop`."""
+        """Deliver what a crash left undelivered, then serve jobs until `stop`; returns once the
+        jobs in progress have finished (or been requeued)."""
         await self._redeliver()
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                job = await self._queue.claim(list(self._adapters))
-            except Exception:
-                logger.exception("could not take the next job; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), 1.0)
-                continue
-            if job is None:
-                # Woken by `wake` at once; the poll only picks up jobs queued by another process.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll_s)
-                continue
-            running = _Running(job)
-            self._current = running  # set before any await, so a cancel can find it
-            try:
+        try:
+            while not self._stopping:
+                self._wakeup.clear()
+                if self._exclusive or len(self._running) >= self._concurrency:
+                    await self._wait_for_wakeup(self._poll_s)  # a job's end wakes us
+                    continue
+                try:
+                    job = await self._queue.claim(list(self._adapters))
+                except Exception:
+                    logger.exception("could not take the next job; retrying")
+                    await self._wait_for_wakeup(1.0)
+                    continue
+                if job is None:
+                    # Woken by `wake` at once; the poll only picks up jobs queued by another
+                    # process.
+                    await self._wait_for_wakeup(self._poll_s)
+                    continue
+                running = _Running(job)
+                self._running[job.id] = running  # before any await, so a cancel can find it
+                if job.kind is not JobKind.QUESTION:
+                    self._exclusive = True
+                    await self._drain_others(job.id)  # it changes the index: it runs alone
                 if self._stopping:
+                    self._running.pop(job.id, None)
+                    self._exclusive = False
                     await self._queue.requeue(job.id)
                     break
-                await self._process(running)
-            except Exception:
-                logger.exception("job %s: the worker failed; it stays running till restart", job.id)
-            finally:
-                self._current = None
+                task = asyncio.create_task(self._run_job(running), name=f"folio-job-{job.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _wait_for_wakeup(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout_s)
+
+    async def _drain_others(self, job_id: int) -> None:
+        """Wait until every job but `job_id` has finished (they end normally, or on `stop`)."""
+        while any(other != job_id for other in self._running):
+            self._wakeup.clear()
+            await self._wait_for_wakeup(self._poll_s)
+
+    async def _run_job(self, running: _Running) -> None:
+        job = running.job
+        try:
+            await self._process(running)
+        except Exception:
+            logger.exception("job %s: the worker failed; it stays running till restart", job.id)
+        finally:
+            self._running.pop(job.id, None)
+            if job.kind is not JobKind.QUESTION:
+                self._exclusive = False
+            self._wakeup.set()  # a slot is free
 
     async def stop(self, task: asyncio.Task[None], *, grace_s: float, cancel_wait_s: float) -> None:
-        """Let the current job finish within `grace_s`, else stop it and put it back in line."""
+        """Let the jobs in progress finish within `grace_s`, else stop them and put them back in
+        line."""
         self._stopping = True
         self._wakeup.set()
         _, pending = await asyncio.wait({task}, timeout=grace_s)
-        if pending and self._current is not None:
-            logger.info("stopping: interrupting job %s, it will be answered after restart",
-                        self._current.job.id)
-            self._current.request_cancel("shutdown")
+        if pending and self._running:
+            ids = sorted(self._running)
+            logger.info("stopping: interrupting job(s) %s, answered after restart", ids)
+            for running in list(self._running.values()):
+                running.request_cancel("shutdown")
             _, pending = await asyncio.wait({task}, timeout=cancel_wait_s)
         if pending:
-            stuck = self._current
+            stuck = [r.job.id for r in self._running.values()]
             task.cancel()
+            for job_task in list(self._tasks):
+                job_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            if stuck is not None:
-                logger.warning("job %s did not stop in time; requeued", stuck.job.id)
-                await self._queue.requeue(stuck.job.id)
+            for job_id in stuck:
+                logger.warning("job %s did not stop in time; requeued", job_id)
+                await self._queue.requeue(job_id)
 
     # ---- one job ----------------------------------------------------------------------------
 
@@ -314,10 +379,49 @@ class Worker:
             await self._queue.requeue(job.id)
             logger.info("job %s requeued for after the restart", job.id)
             return
+        except _Retry as retry:
+            relay.abort()
+            await relay.wait_acknowledged()
+            if await self._back_off(running, adapter, retry.cause):
+                return
+            status, outcome = self._cancelled()
         except BaseException:
             relay.abort()
             raise
-        await relay.finish()
+        else:
+            await relay.finish()
+        await self._complete(job, status, outcome)
+
+    async def _back_off(
+        self, running: _Running, adapter: Adapter, cause: GeneratorUnavailable
+    ) -> bool:
+        """Wait a little, then put the job back in line. False if it was cancelled meanwhile."""
+        job = running.job
+        delay = self._retry_backoff_s * job.attempts
+        logger.warning(
+            "job %s: %s; retrying in %.1fs (attempt %d of %d)",
+            job.id, cause.reason, delay, job.attempts, MAX_ATTEMPTS,
+        )
+        try:
+            await adapter.post_status(
+                job, f"The generation server is not answering; trying again in {delay:.0f}s."
+            )
+        except Exception:
+            logger.exception("job %s: post_status failed on %s", job.id, job.platform)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(running.cancelled_on_loop.wait(), delay)
+        if running.reason == "user":
+            return False
+        await self._queue.requeue(job.id)
+        self._wakeup.set()
+        return True
+
+    @staticmethod
+    def _cancelled() -> tuple[JobStatus, Outcome]:
+        return JobStatus.CANCELLED, ErrorOutcome(GenerationCancelled().message)
+
+    async def _complete(self, job: Job, status: JobStatus, outcome: Outcome) -> None:
+        """Store the outcome with its history row, then deliver it (once)."""
         finished_at = time.time()
         record = build_record(job, status, outcome, finished_at=finished_at)
         if not await self._queue.complete(job.id, status, outcome, record):
@@ -340,6 +444,15 @@ class Worker:
             if running.reason == "shutdown":
                 raise _Requeue() from exc
             return JobStatus.CANCELLED, ErrorOutcome(exc.message)
+        except GeneratorUnavailable as exc:
+            if running.reason == "user":
+                return self._cancelled()
+            if job.attempts < MAX_ATTEMPTS:
+                if running.reason == "shutdown" or self._stopping:
+                    raise _Requeue() from exc  # tried again after the restart
+                raise _Retry(exc) from exc
+            logger.warning("job %s failed after %d attempts: %s", job.id, job.attempts, exc)
+            return JobStatus.FAILED, ErrorOutcome(exc.message)
         except Exception as exc:
             return JobStatus.FAILED, ErrorOutcome(user_message(exc, context=f"job {job.id}"))
         if running.reason == "user":  # the engine finished anyway; the user asked to stop

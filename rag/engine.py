@@ -134,6 +134,10 @@ class RagEngine:
         self._vocabulary = Lazy(lambda: _vocabulary_of(self._embedder.get()))
         self._checked: set[str] = set()
         self._check_lock = threading.Lock()
+        # Retrieval, evidence ranking, ingest and forget take turns (the embedder's tokenizer is
+        # not thread-safe, and a search must not see half an ingest); generation, the slow
+        # part, runs outside it, so with a generation server several answers overlap.
+        self._state = threading.RLock()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -179,7 +183,7 @@ class RagEngine:
 
     def check(self, collection: str) -> bool:
         """Verify the vector index against SQLite and rebuild it if needed. True if rebuilt."""
-        with self._check_lock:
+        with self._state, self._check_lock:
             self._checked.discard(collection)
             index = self._index.get()
             rebuilt = index.ensure_consistent(
@@ -199,6 +203,10 @@ class RagEngine:
         return self._store.collections()
 
     def forget(self, name: str, *, collection: str) -> DocumentInfo:
+        with self._state:
+            return self._forget(name, collection)
+
+    def _forget(self, name: str, collection: str) -> DocumentInfo:
         info = self._store.document(collection, name)
         if info is None:
             known = ", ".join(d.name for d in self._store.documents(collection)) or "none"
@@ -248,7 +256,8 @@ class RagEngine:
                     if position + 1 < len(files)
                     else None
                 )
-                outcome = self._finish(current, collection, on_progress)
+                with self._state:
+                    outcome = self._finish(current, collection, on_progress)
                 report.outcomes.append(outcome)
                 if on_file_done is not None:
                     on_file_done(outcome)
@@ -278,7 +287,9 @@ class RagEngine:
     def _ingest_one(
         self, name: str, data: bytes, collection: str, on_progress: IngestProgressCallback | None
     ) -> FileOutcome:
-        return self._finish(self._parse(name, data, collection), collection, on_progress)
+        prepared = self._parse(name, data, collection)
+        with self._state:
+            return self._finish(prepared, collection, on_progress)
 
     def _finish(
         self, prepared: _Prepared, collection: str, on_progress: IngestProgressCallback | None
@@ -352,11 +363,12 @@ class RagEngine:
     def retrieve(
         self, question: str, *, collection: str, top_k: int | None = None
     ) -> list[Passage]:
-        self._ready_index(collection)
-        retriever = HybridRetriever(
-            self._store, self._index.get(), self._embedder.get(), self._options.retrieval
-        )
-        return retriever.retrieve(strip_invisible(question), collection, top_k)
+        with self._state:
+            self._ready_index(collection)
+            retriever = HybridRetriever(
+                self._store, self._index.get(), self._embedder.get(), self._options.retrieval
+            )
+            return retriever.retrieve(strip_invisible(question), collection, top_k)
 
     def answer(
         self,
@@ -392,7 +404,8 @@ class RagEngine:
         unknown = (
             self._unknown_terms(question, collection) if options.abstain_on_unknown_terms else []
         )
-        evidence = rank_evidence(query, passages, embedder)
+        with self._state:
+            evidence = rank_evidence(query, passages, embedder)
         timings.retrieval = time.perf_counter() - started
         if unknown:
             return finish(f"the collection never mentions {', '.join(unknown)}")
@@ -437,6 +450,7 @@ class RagEngine:
             on_text=stream,
             cancelled=cancelled,
             stop_when=repeats_itself,
+            messages=built.messages,
         )
         timings.generation = time.perf_counter() - generation_started
         timings.first_token = result.first_token_s
@@ -642,6 +656,22 @@ def build_engine(settings: Settings) -> RagEngine:
         )
 
     def make_generator() -> Generator:
+        if generation.backend == "openai":
+            from rag.generate_openai import OpenAICompatibleGenerator
+
+            api_key = settings.generator_api_key
+            return OpenAICompatibleGenerator(
+                generation.base_url,
+                model_name=generation.model_name,
+                api_key=api_key.get_secret_value() if api_key is not None else None,
+                context_tokens=generation.context_tokens,
+                connect_timeout_s=generation.connect_timeout_s,
+                read_timeout_s=generation.read_timeout_s,
+                retries=generation.retries,
+                temperature=generation.temperature,
+                repeat_penalty=generation.repeat_penalty,
+                tokenizer_path=generation.tokenizer_path,
+            )
         return LlamaCppGenerator(
             generation.model_path or default_generation_model(),
             context_tokens=generation.context_tokens,

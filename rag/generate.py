@@ -59,11 +59,40 @@ class Generator(Protocol):
         on_text: Callable[[str], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
         stop_when: Callable[[str], bool] | None = None,
+        messages: Sequence[ChatMessage] = (),
     ) -> GenerationResult:
         """Greedy completion of `prompt`. `on_text` gets the whole text so far after each token;
         `stop_when(text)` can end generation early (e.g. on repetition); raises
-        GenerationCancelled when `cancelled()` turns true."""
+        GenerationCancelled when `cancelled()` turns true. `messages` are what `prompt` was
+        rendered from: a server back end sends them and lets the server apply its template."""
         ...
+
+
+def gguf_chat_formatter(
+    llm: Any, model_path: Path
+) -> Callable[[Sequence[ChatMessage]], str]:
+    """The chat template stored in a loaded GGUF (`llm` is a llama_cpp.Llama): messages in, the
+    exact prompt text the model was trained on out."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    metadata: dict[str, str] = llm.metadata
+    template = metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ConfigError(f"The model {model_path} has no chat template in its GGUF metadata.")
+
+    def token_text(token: int) -> str:
+        if token < 0:
+            return ""
+        return bytes(llm.detokenize([token], special=True)).decode("utf-8", errors="ignore")
+
+    eos, bos = token_text(llm.token_eos()), token_text(llm.token_bos())
+    formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+    def render(messages: Sequence[ChatMessage]) -> str:
+        formatted: Any = formatter(messages=list(messages))  # type: ignore[arg-type]
+        return str(formatted.prompt)
+
+    return render
 
 
 class LlamaCppGenerator:
@@ -81,7 +110,6 @@ class LlamaCppGenerator:
     ) -> None:
         try:
             from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:
             raise ConfigError(
                 "llama-cpp-python is not installed: run scripts/setup (pip install llama-cpp-python)."
@@ -104,22 +132,11 @@ class LlamaCppGenerator:
             raise ConfigError(
                 f"The generation model {model_path} could not be loaded ({exc}); is it a valid GGUF?"
             ) from exc
-        metadata: dict[str, str] = self._llm.metadata
-        template = metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ConfigError(f"The model {model_path} has no chat template in its GGUF metadata.")
-        eos = self._token_text(self._llm.token_eos())
-        bos = self._token_text(self._llm.token_bos())
-        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._formatter = gguf_chat_formatter(self._llm, model_path)
         self._name = model_path.name
         self._temperature = temperature
         self._repeat_penalty = repeat_penalty
         self._is_eog = self._end_of_generation_check()
-
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return bytes(self._llm.detokenize([token], special=True)).decode("utf-8", errors="ignore")
 
     def _end_of_generation_check(self) -> Callable[[int], bool]:
         import llama_cpp
@@ -139,8 +156,7 @@ class LlamaCppGenerator:
         return int(self._llm.n_ctx())
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
-        formatted: Any = self._formatter(messages=list(messages))  # type: ignore[arg-type]
-        return str(formatted.prompt)
+        return self._formatter(messages)
 
     def _tokenize(self, text: str) -> list[int]:
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
@@ -160,6 +176,7 @@ class LlamaCppGenerator:
         on_text: Callable[[str], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
         stop_when: Callable[[str], bool] | None = None,
+        messages: Sequence[ChatMessage] = (),  # the model sees `prompt`, rendered from them
     ) -> GenerationResult:
         started = time.perf_counter()
         tokens = self._tokenize(prompt)

@@ -33,6 +33,7 @@ class BuiltPrompt:
     passages: list[Passage]  # the passages actually included, in prompt order
     prompt_tokens: int
     answer_budget: int
+    messages: tuple[ChatMessage, ...] = ()  # what `prompt` was rendered from (server back ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +99,15 @@ class PromptBuilder:
             room -= cost
             if room <= 0:
                 break
-        prompt = self._generator.render(
-            self._messages(kept_history, _user_message(blocks, question))
-        )
+        messages = self._messages(kept_history, _user_message(blocks, question))
+        prompt = self._generator.render(messages)
         prompt_tokens = self._generator.count_tokens(prompt)
         return BuiltPrompt(
             prompt=prompt,
             passages=used,
             prompt_tokens=prompt_tokens,
             answer_budget=max(0, min(limits.answer_tokens, window - prompt_tokens)),
+            messages=tuple(messages),
         )
 
     def _fit_history(self, history: Sequence[Turn], budget: int) -> list[Turn]:
