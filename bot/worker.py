@@ -47,6 +47,7 @@ from rag.types import AnswerProgress
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+FINAL_EDIT_WINDOW = 5  # the final edit may come early if fewer edits than this in as many intervals
 MAX_ATTEMPTS = 3  # claims of one job (the queue counts them) before it fails for good
 CancelReason = Literal["user", "shutdown"]
 
@@ -100,6 +101,7 @@ class ProgressRelay:
         self._latest: tuple[str, tuple[Any, ...]] | None = None
         self._sent: tuple[str, tuple[Any, ...]] | None = None
         self._next_edit_at = 0.0
+        self._recent_edits: deque[float] = deque(maxlen=FINAL_EDIT_WINDOW)
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -157,18 +159,28 @@ class ProgressRelay:
                 logger.exception(
                     "job %s: %s failed on %s", self._job.id, method, self._job.platform
                 )
-            self._next_edit_at = time.monotonic() + self._interval
+            now = time.monotonic()
+            self._next_edit_at = now + self._interval
+            self._recent_edits.append(now)
 
     async def finish(self) -> None:
-        """Stop streaming, then wait until the final reply may be sent without breaking the rate."""
+        """Stop streaming, then wait until the final reply may be sent without breaking the rate.
+
+        Partial edits keep to one per interval. The final one is the message's last, so it may
+        come sooner, as long as the message got fewer than `FINAL_EDIT_WINDOW` edits in that
+        many intervals (Discord's own limit is 5 per 5 s): the answer is not held back for
+        up to an interval after the model is done.
+        """
         self._closing.set()
         self._changed.set()
         if self._task is not None:
             await self._task
         await self.wait_acknowledged()
-        delay = self._next_edit_at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)  # rate limit for the final edit
+        edits = self._recent_edits
+        if len(edits) == FINAL_EDIT_WINDOW:
+            delay = edits[0] + FINAL_EDIT_WINDOW * self._interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     def abort(self) -> None:
         if self._task is not None:
@@ -222,6 +234,7 @@ class Worker:
         poll_s: float = 30.0,
         concurrency: int = 1,
         retry_backoff_s: float = 2.0,
+        redeliver_every_s: float = 60.0,
     ) -> None:
         self._queue = queue
         self._history = history
@@ -240,6 +253,10 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._exclusive = False  # an ingest or forget job is claimed: nothing else may start
         self._acks: dict[int, asyncio.Future[None]] = {}
+        # Final replies being sent, by job id: a platform outage can hold one for minutes
+        # (adapters retry the final reply), which must not hold the job slot too.
+        self._deliveries: dict[int, asyncio.Task[None]] = {}
+        self._redeliver_every_s = redeliver_every_s
 
     # ---- control (from the core) ------------------------------------------------------------
 
@@ -250,6 +267,8 @@ class Worker:
     def expect_ack(self, job_id: int, acknowledged: asyncio.Future[None]) -> None:
         """The adapter is being told the job is queued; its first update waits for that."""
         self._acks[job_id] = acknowledged
+        # Dropped once done: a job answered by another process never comes to pop it.
+        acknowledged.add_done_callback(lambda _: self._acks.pop(job_id, None))
 
     def cancel_running(self, job_id: int) -> bool:
         """Ask the engine to stop `job_id` if it is a running job; False if it is not."""
@@ -279,6 +298,7 @@ class Worker:
         """Deliver what a crash left undelivered, then serve jobs until `stop`; returns once the
         jobs in progress have finished (or been requeued)."""
         await self._redeliver()
+        sweeper = asyncio.create_task(self._redeliver_periodically(), name="folio-redeliver")
         try:
             while not self._stopping:
                 self._wakeup.clear()
@@ -310,6 +330,7 @@ class Worker:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         finally:
+            sweeper.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -357,6 +378,20 @@ class Worker:
             for job_id in stuck:
                 logger.warning("job %s did not stop in time; requeued", job_id)
                 await self._queue.requeue(job_id)
+        await self._finish_deliveries(grace_s)
+
+    async def _finish_deliveries(self, grace_s: float) -> None:
+        """Give final replies in flight `grace_s` to land; the rest stay undelivered in the queue
+        and are sent after the restart (at worst a reply is repeated, never lost)."""
+        if not self._deliveries:
+            return
+        _, pending = await asyncio.wait(set(self._deliveries.values()), timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            logger.warning("%d repl(ies) not sent before stopping; sent after restart",
+                           len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # ---- one job ----------------------------------------------------------------------------
 
@@ -428,7 +463,15 @@ class Worker:
             return  # someone else finished it (cannot happen with one worker, but never twice)
         if status is JobStatus.DONE and job.kind is JobKind.QUESTION and job.started_at:
             self.throughput.add(finished_at - job.started_at)
-        await self.deliver(job, outcome)
+        self._deliver_in_background(job, outcome)
+
+    def _deliver_in_background(self, job: Job, outcome: Outcome) -> None:
+        """Send the final reply without holding the job slot (the outcome is already stored)."""
+        if job.id in self._deliveries:
+            return
+        task = asyncio.create_task(self.deliver(job, outcome), name=f"folio-deliver-{job.id}")
+        self._deliveries[job.id] = task
+        task.add_done_callback(lambda _: self._deliveries.pop(job.id, None))
 
     async def _execute(self, running: _Running, relay: ProgressRelay) -> tuple[JobStatus, Outcome]:
         job = running.job
@@ -522,8 +565,20 @@ class Worker:
     async def _redeliver(self) -> None:
         undelivered = await self._queue.undelivered(list(self._adapters))
         for job, outcome in undelivered:
-            logger.info("job %s: delivering the reply stored before the restart", job.id)
-            await self.deliver(job, outcome)
+            if job.id in self._deliveries:
+                continue  # being sent now
+            logger.info("job %s: delivering a reply stored but never sent", job.id)
+            self._deliver_in_background(job, outcome)
+
+    async def _redeliver_periodically(self) -> None:
+        """Replies stored but not sent: a process that crashed between the two, including
+        another process sharing the queue (Redis), which no restart here would notice."""
+        while True:
+            await asyncio.sleep(self._redeliver_every_s)
+            try:
+                await self._redeliver()
+            except Exception:
+                logger.exception("could not look for undelivered replies; trying again later")
 
 
 def _send(adapter: Adapter, job: Job, outcome: Outcome) -> Awaitable[None]:

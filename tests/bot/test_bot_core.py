@@ -29,6 +29,7 @@ from bot.jobs import AnswerOutcome, Attachment, Job, JobKind, JobStatus
 from bot.migrations import BotDatabase
 from bot.queue import SqliteJobQueue
 from bot.replies import APOLOGY
+from bot.worker import FINAL_EDIT_WINDOW
 from rag.types import Answer
 
 
@@ -288,13 +289,32 @@ async def test_streaming_edits_are_throttled_and_end_with_the_final_answer(
         for a, b in itertools.pairwise(edits)
         if not (b.kind == "stream_partial" and a.kind != "stream_partial")
     ]
-    assert min(gaps) >= interval - 0.005
+    assert min(gaps[:-1]) >= interval - 0.005
+    # The final edit may come sooner, but never as the sixth edit within five intervals.
+    relayed = edits[1:]  # after the acknowledgement
+    if len(relayed) > FINAL_EDIT_WINDOW:
+        assert final.at - relayed[-1 - FINAL_EDIT_WINDOW].at >= FINAL_EDIT_WINDOW * interval - 0.01
     first = next(i for i, e in enumerate(edits) if e.kind == "stream_partial")
     assert first > 0 and edits[first - 1].kind == "post_status"
     partials = [e.payload for e in edits if e.kind == "stream_partial"]
     assert 2 <= len(partials) <= 0.6 / interval + 3
     assert all(text.startswith(p) for p in partials)  # whole text so far, growing
     assert partials == sorted(partials, key=len)
+
+
+async def test_the_final_answer_is_not_held_back_for_the_next_edit_slot(
+    start_core: StartCore,
+) -> None:
+    engine = FakeEngine(token_delay_s=0.01)
+    engine.enqueue("Refunds take fourteen days.")
+    adapter = RecordingAdapter("alpha")
+    core = await start_core(engine, adapter, edit_interval_s=2.0)
+    job = await core.submit(make_job("alpha", "ann"))
+    final = await adapter.wait_final(job.job_id, within=5)
+    edits = [e for e in adapter.for_job(job.job_id) if e.kind != "acknowledge"]
+    assert len(edits) <= FINAL_EDIT_WINDOW  # a short answer: few edits
+    # Done writing a moment after its first words: the final follows at once, not 2 s later.
+    assert final.at - edits[0].at < 1.0
 
 
 async def test_status_flows_from_queued_to_searching_to_writing_to_final(
