@@ -11,7 +11,11 @@ Calls for one job never overlap. `stream_partial` carries the whole answer so fa
 edit one message in place. The final call replaces that message with the finished reply (use
 `bot.render` to render and split it under the platform's limit). A job recovered after a restart
 may get its final call without an `acknowledge` in this process: find the place to answer from
-`job.reply_to`. An exception raised by a method is logged by the core and does not stop the job.
+`job.reply_to`. So once an adapter has posted a message for a job (the "Queued…" status it then
+edits), it stores that message's reference in the job (`RemembersReplies.remember_reply`); a
+process that later has no in-memory message for the job (after a restart, or another node of a
+shared queue) edits that message instead of leaving it behind and posting a second one.
+An exception raised by a method is logged by the core and does not stop the job.
 """
 
 from __future__ import annotations
@@ -61,6 +65,14 @@ class Adapter(Protocol):
 
     async def post_error(self, job: Job, message: str) -> None:
         """The job failed or was cancelled; `message` is ready to show (`bot.replies`)."""
+        ...
+
+
+class RemembersReplies(Protocol):
+    """The core's port for storing where a job's replies went (`bot.core.BotCore` has it)."""
+
+    async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> None:
+        """Merge `updates` (string keys and values) into the stored job's `reply_to`."""
         ...
 
 

@@ -77,9 +77,13 @@ async def run_bot(settings: Settings, *, console: bool | None = None) -> int:
     adapters = _build_adapters(settings, core, platforms)
     chat = None
     if use_console:
-        from adapters.console import ConsoleChat
+        from adapters.console import ConsoleChat, console_platform
 
-        chat = ConsoleChat(core, collection=settings.default_collection)
+        chat = ConsoleChat(
+            core,
+            collection=settings.default_collection,
+            platform=console_platform(shared_queue=settings.queue.backend == "redis"),
+        )
         adapters.append(chat)
     for adapter in adapters:
         core.register(adapter)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,6 +280,14 @@ class BotCore:
         """A job's stored state (without its attachment)."""
         queue, _ = self._require_started()
         return await queue.get(job_id)
+
+    async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> None:
+        """Store with the job where its adapter posted (merged into `reply_to`), so the process
+        that delivers it after a restart, or another node, edits that message instead of
+        posting a second one."""
+        queue, _ = self._require_started()
+        if not await queue.remember_reply(job_id, updates):
+            logger.warning("job %s: gone before its reply could be remembered", job_id)
 
     # ---- internals --------------------------------------------------------------------------
 

@@ -87,6 +87,12 @@ class JobQueue(Protocol):
 
     async def mark_delivered(self, job_id: int) -> None: ...
 
+    async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> bool:
+        """Merge `updates` into the job's stored `reply_to` (for example the id of the status
+        message the adapter posted), so whichever process delivers the job later edits that
+        message instead of posting another. False if there is no such job."""
+        ...
+
     async def recent_durations(self, limit: int) -> list[float]:
         """Run times in seconds of the latest answered questions, newest first (for the ETA)."""
         ...
@@ -330,6 +336,19 @@ class SqliteJobQueue:
             await db.execute(
                 "UPDATE jobs SET delivered_at = ? WHERE id = ?", (time.time(), job_id)
             )
+
+    async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> bool:
+        async with self._db.transaction() as db:
+            async with db.execute("SELECT reply_to FROM jobs WHERE id = ?", (job_id,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return False
+            merged = {**json.loads(row["reply_to"] or "{}"), **updates}
+            await db.execute(
+                "UPDATE jobs SET reply_to = ? WHERE id = ?",
+                (json.dumps(merged, ensure_ascii=False), job_id),
+            )
+        return True
 
     async def recent_durations(self, limit: int) -> list[float]:
         async with self._db.reading() as db, db.execute(

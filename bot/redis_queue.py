@@ -11,7 +11,8 @@ Keys, under `<prefix>:` (`<who>` is `<platform>|<user>`):
 
     seq                       job ids (INCR), raised at start above this node's SQLite job ids
     job:<id>                  hash: the job, its attachment bytes until it finishes, status,
-                              owner token, outcome; expires `retention` after it finishes
+                              owner token, outcome, the adapter's additions to `reply_to`;
+                              expires `retention` after it finishes
     idem:<platform>:<key>     → job id, written by the script that stores the job (dedupe)
     pending                   zset of every pending id (the global cap)
     user:<who>                zset of that user's pending ids, by id (FIFO; the per-user cap)
@@ -324,6 +325,21 @@ end
 return 1
 """
 
+# ARGV: prefix, id, then key, value pairs. The adapter's additions to `reply_to` (such as the
+# status message it posted) are kept in their own field, `reply_patch`, merged over `reply_to` when
+# the job is read: its values are strings, which cjson round-trips exactly (it would round the
+# floats `reply_to` may hold to 14 digits). A job that is gone is not recreated.
+_REMEMBER_REPLY = """
+local k = job_key(ARGV[2])
+if redis.call('EXISTS', k) == 0 then return 0 end
+local raw = redis.call('HGET', k, 'reply_patch')
+local patch = {}
+if raw then patch = cjson.decode(raw) end
+for i = 3, #ARGV, 2 do patch[ARGV[i]] = ARGV[i + 1] end
+redis.call('HSET', k, 'reply_patch', cjson.encode(patch))
+return 1
+"""
+
 # ARGV: prefix, lowest allowed last id
 _RAISE_SEQ = """
 local floor = tonumber(ARGV[2])
@@ -335,7 +351,7 @@ return math.max(current, floor)
 _LIGHT_FIELDS = (
     "kind", "status", "platform", "collection", "channel", "thread", "user", "message_id",
     "text", "attachment_name", "reply_to", "idempotency_key", "created_at", "started_at",
-    "finished_at", "attempts",
+    "finished_at", "attempts", "reply_patch",
 )
 
 
@@ -364,7 +380,10 @@ def _job_from(job_id: int, fields: Mapping[str, bytes | None], *, with_attachmen
         message_id=_text(fields.get("message_id")),
         text=_text(fields.get("text")),
         attachment=attachment,
-        reply_to=json.loads(_text(fields.get("reply_to")) or "{}"),
+        reply_to={
+            **json.loads(_text(fields.get("reply_to")) or "{}"),
+            **json.loads(_text(fields.get("reply_patch")) or "{}"),
+        },
         idempotency_key=_text(fields.get("idempotency_key")),
         created_at=_seconds(fields.get("created_at")) or 0.0,
         started_at=_seconds(fields.get("started_at")),
@@ -447,7 +466,7 @@ class RedisJobQueue:
                 ("cancel_pending", _CANCEL_PENDING), ("requeue", _REQUEUE),
                 ("heartbeat", _HEARTBEAT), ("recover", _RECOVER), ("has_work", _HAS_WORK),
                 ("undelivered", _UNDELIVERED), ("mark_delivered", _MARK_DELIVERED),
-                ("raise_seq", _RAISE_SEQ),
+                ("raise_seq", _RAISE_SEQ), ("remember_reply", _REMEMBER_REPLY),
             )
         }
 
@@ -652,6 +671,12 @@ class RedisJobQueue:
 
     async def mark_delivered(self, job_id: int) -> None:
         await self._run("mark_delivered", job_id)
+
+    async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> bool:
+        if not updates:
+            return await self.get(job_id) is not None
+        pairs = [x for key, value in updates.items() for x in (key, value)]
+        return bool(await self._run("remember_reply", job_id, *pairs))
 
     async def recent_durations(self, limit: int) -> list[float]:
         if limit <= 0:

@@ -1,9 +1,10 @@
 """A chat in the terminal, on the same contract as Discord and Slack (`adapters.base.Adapter`).
 
-Each line read is a question submitted to the core as a job (platform "console", the OS user,
-one conversation per session, so follow-ups work); the answer is printed as it is written, then
-its sources. Input is read on a separate thread so the event loop never blocks on stdin, and the
-streams are injectable so tests can drive a whole session.
+Each line read is a question submitted to the core as a job (platform "console", or a name of the
+process's own when the queue is shared, see `console_platform`; the OS user; one conversation per
+session, so follow-ups work); the answer is printed as it is written, then its sources. Input is
+read on a separate thread so the event loop never blocks on stdin, and the streams are injectable
+so tests can drive a whole session.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import os
+import re
+import socket
 import threading
 import uuid
 from collections.abc import Sequence
@@ -34,6 +38,19 @@ Type a question about the documents and press Enter. Commands:
   /ingest <path>  add a PDF to the collection
   /help           this text
   /quit           leave (end of input also leaves, after the pending answers)"""
+
+
+def console_platform(*, shared_queue: bool) -> str:
+    """The platform name of this terminal chat's jobs.
+
+    "console" with the process's own queue. A queue shared by several processes (Redis) hands a
+    job to any process serving its platform, and only the terminal that asked can print the
+    answer: there each chat gets a name of its own, "console-<host>-<pid>".
+    """
+    if not shared_queue:
+        return PLATFORM
+    host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname()) or "host"
+    return f"{PLATFORM}-{host}-{os.getpid()}"
 
 
 class ConsoleCore(Protocol):
@@ -75,7 +92,6 @@ class _LineReader:
 class ConsoleChat:
     """The terminal adapter: reads questions, prints statuses and streams answers."""
 
-    platform = PLATFORM
     edit_interval_s = 0.05  # a terminal has no rate limit: stream nearly token by token
 
     def __init__(
@@ -87,9 +103,11 @@ class ConsoleChat:
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
         session: str | None = None,
+        platform: str = PLATFORM,
     ) -> None:
         import sys
 
+        self.platform = platform  # see `console_platform`
         self._core = core
         self._collection = collection
         self._user = user or getpass.getuser()
@@ -133,12 +151,12 @@ class ConsoleChat:
             job_id = int(argument) if argument.isdigit() else None
             if argument and job_id is None:
                 raise FolioError("Usage: /cancel [job number]")
-            job = await self._core.cancel(PLATFORM, self._user, job_id)
+            job = await self._core.cancel(self.platform, self._user, job_id)
             self._say(f"Cancelling job {job.id}…")
         elif command == "/docs":
             self._say(_documents_text(await self._core.documents(self._collection)))
         elif command == "/history":
-            self._say(_history_text(await self._core.history(PLATFORM, self._user, limit=10)))
+            self._say(_history_text(await self._core.history(self.platform, self._user, limit=10)))
         elif command == "/ingest":
             await self._ingest(argument)
         elif command.startswith("/"):
@@ -162,7 +180,7 @@ class ConsoleChat:
         self._count += 1
         job = Job(
             kind=kind,
-            platform=PLATFORM,
+            platform=self.platform,
             collection=self._collection,
             channel="terminal",
             thread=self._session,
@@ -182,7 +200,7 @@ class ConsoleChat:
         for job_id, done in list(self._outstanding.items()):
             if not done.is_set():
                 with contextlib.suppress(FolioError):  # it finished meanwhile
-                    await self._core.cancel(PLATFORM, self._user, job_id)
+                    await self._core.cancel(self.platform, self._user, job_id)
 
     # ---- the output side: adapters.base.Adapter ---------------------------------------------
 

@@ -76,7 +76,10 @@ class DiscordAdapter:
 
         client = FolioClient(sync_commands=self.settings.sync_commands)
         delivery = DiscordDelivery(
-            client, edit_interval_s=self.settings.edit_interval_s, clock=self._clock
+            client,
+            edit_interval_s=self.settings.edit_interval_s,
+            replies=self._core,
+            clock=self._clock,
         )
         client.attach(DiscordHandlers(self._core, self.settings, client, delivery))
         self._client, self._delivery = client, delivery

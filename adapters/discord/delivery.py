@@ -1,9 +1,12 @@
 """Where a job's replies go in Discord, and how they get there.
 
 A job carries, in `reply_to`, what is needed to answer it even after a restart: the channel (or
-thread) and the user message to reply to. While the process lives, the job's `StreamingReply`
-(over a channel or a live interaction) is kept here, so the acknowledgement, the statuses, the
-partial answer and the final answer are one message that grows by throttled edits.
+thread), the user message to reply to, and (stored as soon as it is posted) the job's own message.
+While the process lives, the job's `StreamingReply` (over a channel or a live interaction) is kept
+here, so the acknowledgement, the statuses, the partial answer and the final answer are one
+message that grows by throttled edits. A process without that stream (after a restart, or another
+node of a shared queue) edits the stored message through the channel (interaction tokens are per
+process and short-lived), and posts a new one only if it is gone.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import aiohttp
 import discord
 
+from adapters.base import RemembersReplies
 from adapters.discord import format as fmt
 from adapters.discord.outlets import ChannelOutlet, Outlet
 from adapters.discord.stream import StreamingReply
@@ -35,12 +39,16 @@ class ReplyTo:
     channel_id: int  # the channel, thread or DM the replies go to
     reply_to_message_id: int = 0  # the user's message to reply to (0: none)
     header: str = ""  # said first when the answer is not an interaction response
+    message_id: int = 0  # the job's own message, once posted (0: none yet)
+    message_channel_id: int = 0  # where that message is
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "channel_id": str(self.channel_id),
             "reply_to_message_id": str(self.reply_to_message_id),
             "header": self.header,
+            "message_id": str(self.message_id),
+            "message_channel_id": str(self.message_channel_id),
         }
 
     @classmethod
@@ -49,15 +57,18 @@ class ReplyTo:
             channel_id=int(data.get("channel_id") or 0),
             reply_to_message_id=int(data.get("reply_to_message_id") or 0),
             header=str(data.get("header") or ""),
+            message_id=int(data.get("message_id") or 0),
+            message_channel_id=int(data.get("message_channel_id") or 0),
         )
 
 
 class _JobReply:
     """The stream of one job, and a lock so the core's calls for it never interleave."""
 
-    def __init__(self, stream: StreamingReply) -> None:
+    def __init__(self, stream: StreamingReply, stored_id: int = 0) -> None:
         self.stream = stream
         self.lock = asyncio.Lock()
+        self.stored_id = stored_id  # the message the job's stored `reply_to` names
 
 
 class DiscordDelivery:
@@ -68,31 +79,45 @@ class DiscordDelivery:
         client: discord.Client,
         *,
         edit_interval_s: float,
+        replies: RemembersReplies,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._replies = replies
         self._interval = edit_interval_s
         self._clock = clock
-        self._replies: dict[str, _JobReply] = {}
+        self._jobs: dict[str, _JobReply] = {}
 
     # ---- registration (by the event handlers, before the job is submitted) --------------------
 
     def register(self, job: Job, outlet: Outlet) -> StreamingReply:
         stream = self._new_stream(outlet)
-        self._replies[job.idempotency_key] = _JobReply(stream)
+        self._jobs[job.idempotency_key] = _JobReply(stream)
         return stream
 
     def forget(self, job: Job) -> None:
-        self._replies.pop(job.idempotency_key, None)
+        self._jobs.pop(job.idempotency_key, None)
 
-    def _new_stream(self, outlet: Outlet) -> StreamingReply:
-        return StreamingReply(outlet, interval_s=self._interval, clock=self._clock)
+    def _new_stream(
+        self, outlet: Outlet, existing: discord.PartialMessage | None = None
+    ) -> StreamingReply:
+        return StreamingReply(
+            outlet, interval_s=self._interval, clock=self._clock, existing=existing
+        )
 
     def _reply(self, job: Job) -> _JobReply:
-        reply = self._replies.get(job.idempotency_key)
-        if reply is None:  # a job recovered after a restart: answer in its channel
-            reply = _JobReply(self._new_stream(self._outlet_from(ReplyTo.from_dict(job.reply_to))))
-            self._replies[job.idempotency_key] = reply
+        reply = self._jobs.get(job.idempotency_key)
+        if reply is None:  # after a restart, or another node's job: answer in its channel
+            target = ReplyTo.from_dict(job.reply_to)
+            existing = None
+            if target.message_id:  # edit the message posted for it before
+                where = self._client.get_partial_messageable(
+                    target.message_channel_id or target.channel_id
+                )
+                existing = where.get_partial_message(target.message_id)
+            stream = self._new_stream(self._outlet_from(target), existing)
+            reply = _JobReply(stream, stored_id=target.message_id)
+            self._jobs[job.idempotency_key] = reply
         return reply
 
     def _outlet_from(self, target: ReplyTo) -> ChannelOutlet:
@@ -101,6 +126,24 @@ class DiscordDelivery:
         if target.reply_to_message_id:
             reference = channel.get_partial_message(target.reply_to_message_id)
         return ChannelOutlet(channel, reply_to=reference, header=target.header)
+
+    async def _remember(self, job: Job, reply: _JobReply) -> None:
+        """Store the job's message with the job once it exists (or was replaced), so whoever
+        delivers the job next edits it. Ephemeral messages are left out: only their
+        interaction's token, which dies with this process, can edit them."""
+        message = reply.stream.message
+        if message is None or not job.id or message.id == reply.stored_id:
+            return
+        if isinstance(message, discord.Message) and message.flags.ephemeral:
+            return
+        reply.stored_id = message.id  # once: a failure is not retried at every edit
+        try:
+            await self._replies.remember_reply(
+                job.id,
+                {"message_id": str(message.id), "message_channel_id": str(message.channel.id)},
+            )
+        except Exception as exc:
+            log.warning("job %s: could not store its Discord message (%s)", job.id, exc)
 
     # ---- what the core tells us --------------------------------------------------------------
 
@@ -111,6 +154,7 @@ class DiscordDelivery:
         reply = self._reply(job)
         async with reply.lock:
             await reply.stream.show(fmt.status_line(text), force=True)
+            await self._remember(job, reply)
 
     async def partial(self, job: Job, text: str) -> None:
         """The answer so far; edits are throttled, so most calls change nothing."""
@@ -119,6 +163,7 @@ class DiscordDelivery:
             return
         async with reply.lock:
             await reply.stream.show(fmt.no_previews(text) + " …")
+            await self._remember(job, reply)
 
     async def answer(self, job: Job, answer: Answer) -> None:
         await self.final(job, fmt.answer_messages(answer))
@@ -142,6 +187,8 @@ class DiscordDelivery:
                     transient=transient_error,
                     what=f"Discord: the reply to job {job.id}",
                 )
+                # (a crash before the core marks it delivered re-delivers into this message)
+                await self._remember(job, reply)
         finally:
             self.forget(job)
 

@@ -34,7 +34,7 @@ class Outlet(Protocol):
 
     async def send(self, text: str) -> Sent: ...
 
-    async def edit(self, message: Sent, text: str) -> Sent:
+    async def edit(self, message: Sent | discord.PartialMessage, text: str) -> Sent:
         """Edit `message`; may return a new message if the old one can no longer be edited."""
         ...
 
@@ -74,9 +74,26 @@ class ChannelOutlet:
             return sent
         return await self.channel.send(text, allowed_mentions=NO_MENTIONS, suppress_embeds=True)
 
-    async def edit(self, message: Sent, text: str) -> Sent:
-        # discord.py sends `flags` with every edit: keep link previews suppressed
-        return await message.edit(content=text, allowed_mentions=NO_MENTIONS, suppress=True)
+    async def edit(self, message: Sent | discord.PartialMessage, text: str) -> Sent:
+        try:
+            if isinstance(message, discord.Message):
+                # discord.py sends `flags` with every edit: keep link previews suppressed
+                return await message.edit(content=text, allowed_mentions=NO_MENTIONS, suppress=True)
+            # known by its ids only (posted by an earlier process, with previews suppressed);
+            # once it was there, the header and the reply reference were said already
+            edited = await message.edit(content=text, allowed_mentions=NO_MENTIONS)
+        except discord.NotFound:  # deleted meanwhile: carry on in a new message
+            log.info("message %s is gone; sending a new one", message.id)
+            return await self.send(text)
+        except discord.Forbidden:
+            if isinstance(message, discord.Message):
+                raise
+            # not editable through the channel (an interaction's response in a DM, say)
+            log.info("message %s cannot be edited here; sending a new one", message.id)
+            return await self.send(text)
+        self._header = ""
+        self._reply_to = None
+        return edited
 
 
 class InteractionOutlet:
@@ -123,7 +140,7 @@ class InteractionOutlet:
                 self.expired = True
         return await self._fallback.send(text)
 
-    async def edit(self, message: Sent, text: str) -> Sent:
+    async def edit(self, message: Sent | discord.PartialMessage, text: str) -> Sent:
         if isinstance(message, discord.InteractionMessage | discord.WebhookMessage):
             if not self._token_usable():
                 return await self._fallback.send(text)

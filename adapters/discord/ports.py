@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from adapters.base import RemembersReplies
 from bot.history import HistoryEntry
 from bot.jobs import Accepted, Job
 from rag.types import DocumentInfo
 
 
-class CorePort(Protocol):
+class CorePort(RemembersReplies, Protocol):
     async def submit(self, job: Job) -> Accepted:
         """Commit and queue the job; raises QueueFullError or DuplicateJobError."""
         ...

@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+import discord
+
 from adapters.discord.outlets import Outlet, Sent
 
 MESSAGE_LIMIT = 2000
@@ -21,12 +23,14 @@ class StreamingReply:
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
         limit: int = MESSAGE_LIMIT,
+        existing: discord.PartialMessage | None = None,
     ) -> None:
         self.outlet = outlet
         self._interval = interval_s
         self._clock = clock
         self._limit = limit
-        self.message: Sent | None = None
+        # `existing`: the job's message posted by an earlier process, known only by its ids
+        self.message: Sent | discord.PartialMessage | None = existing
         self._last_edit = float("-inf")
         self._last_text = ""
         self._overflow_sent = 0  # pieces after the first already sent by `finish`

@@ -132,7 +132,9 @@ class SlackAdapter:
         log.info("Slack: connected as %s to %s", auth.get("user"), auth.get("team"))
 
         outbox = SlackOutbox(self._client, self._webhook, message_limit=self.settings.message_limit)
-        self._delivery = SlackDelivery(outbox, edit_interval_s=self.settings.edit_interval_s)
+        self._delivery = SlackDelivery(
+            outbox, edit_interval_s=self.settings.edit_interval_s, replies=self._core
+        )
         listeners = SlackListeners(
             core=self._core,
             settings=self.settings,

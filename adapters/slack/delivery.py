@@ -1,9 +1,11 @@
 """Where a job's replies go in Slack, and how they get there.
 
 A job carries, in `reply_to`, everything needed to answer it (so a job recovered after a restart
-can still be answered): the thread, the message being streamed into (if one was posted before the
-job was queued, as `/ask` does), whether that message starts with the question, and the command's
-response_url. This module turns the core's callbacks for a job into posts and throttled edits.
+can still be answered): the thread, the message being streamed into (posted before the job was
+queued, as `/ask` does, or the status message posted when it was; stored with the job as soon as
+it exists), whether that message starts with the question, and the command's response_url. This
+module turns the core's callbacks for a job into posts and throttled edits; a process that did not
+post the job's message itself (after a restart, or another node) edits the stored one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.base import RemembersReplies
 from adapters.retry import retry_transient
 from adapters.slack import format as fmt
 from adapters.slack.mrkdwn import escape, split_message
@@ -30,6 +33,7 @@ class ReplyTo:
 
     thread_ts: str = ""
     message_ts: str = ""  # a message already posted for this job, to edit
+    message_channel: str = ""  # its channel, as Slack named it ("" = the job's channel)
     header: bool = False  # the message shows "<@user> asked: …" above the answer
     response_url: str = ""
     response_url_at: float = 0.0
@@ -39,6 +43,7 @@ class ReplyTo:
         return {
             "thread_ts": self.thread_ts,
             "message_ts": self.message_ts,
+            "message_channel": self.message_channel,
             "header": self.header,
             "response_url": self.response_url,
             "response_url_at": self.response_url_at,
@@ -50,6 +55,7 @@ class ReplyTo:
         return cls(
             thread_ts=str(data.get("thread_ts") or ""),
             message_ts=str(data.get("message_ts") or ""),
+            message_channel=str(data.get("message_channel") or ""),
             header=bool(data.get("header", False)),
             response_url=str(data.get("response_url") or ""),
             response_url_at=float(data.get("response_url_at") or 0.0),
@@ -58,9 +64,12 @@ class ReplyTo:
 
 
 class SlackDelivery:
-    def __init__(self, outbox: SlackOutbox, *, edit_interval_s: float) -> None:
+    def __init__(
+        self, outbox: SlackOutbox, *, edit_interval_s: float, replies: RemembersReplies
+    ) -> None:
         self._outbox = outbox
         self._interval = edit_interval_s
+        self._replies = replies
         self._streams: dict[tuple[str, int | str], StreamingMessage] = {}
         self._response_urls: dict[str, ResponseUrl] = {}
 
@@ -91,9 +100,29 @@ class SlackDelivery:
                 thread_ts=reply.thread_ts or None,
                 interval_s=self._interval,
                 existing_ts=reply.message_ts or None,
+                existing_channel=reply.message_channel or None,
             )
             self._streams[key] = stream
         return stream
+
+    async def _show(self, job: Job, text: str, *, force: bool = False) -> None:
+        stream = self._stream(job)
+        await stream.show(text, force=force)
+        await self._remember(job, stream)
+
+    async def _remember(self, job: Job, stream: StreamingMessage) -> None:
+        """Store the job's message with the job once it exists (or was replaced), so whoever
+        delivers the job next edits it. A failure costs only a second message later."""
+        posted = stream.posted
+        if posted is None or not job.id or stream.stored_ts == posted.ts:
+            return
+        stream.stored_ts = posted.ts  # once: a failure is not retried at every edit
+        try:
+            await self._replies.remember_reply(
+                job.id, {"message_ts": posted.ts, "message_channel": posted.channel}
+            )
+        except Exception as exc:
+            log.warning("job %s: could not store its Slack message (%s)", job.id, exc)
 
     def _header(self, job: Job) -> str | None:
         reply = ReplyTo.from_dict(job.reply_to)
@@ -106,26 +135,24 @@ class SlackDelivery:
     async def acknowledge(self, job: Job, position: int, eta_s: float | None) -> None:
         if job.kind == JobKind.FORGET or self._quiet(job) or self._key(job) in self._streams:
             return  # (if a stream exists, the worker has already started on the job)
-        await self._stream(job).show(
-            fmt.with_header(self._header(job), fmt.queued(position, eta_s)), force=True
+        await self._show(
+            job, fmt.with_header(self._header(job), fmt.queued(position, eta_s)), force=True
         )
 
     async def status(self, job: Job, text: str) -> None:
         if self._quiet(job):
             return
-        await self._stream(job).show(
-            fmt.with_header(self._header(job), f"_{escape(text)}_"), force=True
-        )
+        await self._show(job, fmt.with_header(self._header(job), f"_{escape(text)}_"), force=True)
 
     async def partial(self, job: Job, text: str) -> None:
         if self._quiet(job):
             return
-        await self._stream(job).show(fmt.with_header(self._header(job), fmt.partial_text(text)))
+        await self._show(job, fmt.with_header(self._header(job), fmt.partial_text(text)))
 
     async def ingest_progress(self, job: Job, name: str, done: int, total: int) -> None:
         if self._quiet(job):
             return
-        await self._stream(job).show(fmt.ingest_progress(name, done, total))
+        await self._show(job, fmt.ingest_progress(name, done, total))
 
     async def answer(self, job: Job, answer: Answer) -> None:
         await self._finish(job, fmt.with_header(self._header(job), fmt.answer_text(answer)))
@@ -162,6 +189,8 @@ class SlackDelivery:
             transient=transient_error,
             what=f"Slack: the reply to job {job.id}",
         )
+        # (a crash before the core marks it delivered re-delivers into this same message)
+        await self._remember(job, stream)
 
     async def _final_via_response_url(self, job: Job, text: str) -> None:
         """Where the app cannot post (not invited, a DM between others), the command's

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from adapters.base import RemembersReplies
 from adapters.slack import format as fmt
 from adapters.slack.admin import AdminCheck
 from adapters.slack.delivery import ReplyTo, SlackDelivery
@@ -39,7 +40,7 @@ PLATFORM = "slack"
 FetchAttachment = Callable[[Mapping[str, Any]], Awaitable[Attachment]]
 
 
-class CorePort(Protocol):
+class CorePort(RemembersReplies, Protocol):
     """What this adapter needs of `bot.core.BotCore` (a test can pass a fake)."""
 
     async def submit(self, job: Job) -> Accepted: ...

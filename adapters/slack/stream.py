@@ -21,6 +21,7 @@ class StreamingMessage:
         thread_ts: str | None,
         interval_s: float,
         existing_ts: str | None = None,
+        existing_channel: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outbox = outbox
@@ -28,7 +29,8 @@ class StreamingMessage:
         self.thread_ts = thread_ts
         self._interval = interval_s
         self._clock = clock
-        self.posted = Posted(channel, existing_ts) if existing_ts else None
+        self.posted = Posted(existing_channel or channel, existing_ts) if existing_ts else None
+        self.stored_ts = existing_ts  # the message the job's stored `reply_to` names
         self._last_edit = float("-inf")
         self._last_text = ""
         self._overflow_sent = 0  # pieces after the first already posted by `finish`
@@ -53,7 +55,9 @@ class StreamingMessage:
             return False
         if not force and self._clock() - self._last_edit < self._interval:
             return False
-        await self._outbox.update(self.posted, text)
+        if not await self._try_update(self.posted, text):
+            # deleted (by someone, or before a restart): carry on in a new message
+            self.posted = await self._outbox.post(self.channel, text, thread_ts=self.thread_ts)
         self._last_edit = self._clock()
         self._last_text = text
         return True

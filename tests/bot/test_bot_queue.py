@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from fakes import make_job
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.jobs import JobStatus, NoticeOutcome
 from bot.migrations import MIGRATIONS, BotDatabase, migrate
 from bot.queue import SqliteJobQueue, fair_order
 
@@ -96,3 +98,31 @@ async def test_claim_only_takes_jobs_of_registered_platforms(tmp_path: Path) -> 
     assert await queue.recover() == [slack.id]
     assert (await queue.get(slack.id)) is not None
     await db.close()
+
+
+
+async def test_remember_reply_merges_into_reply_to_for_every_later_reader(tmp_path: Path) -> None:
+    """What an adapter posted for a job is stored with it: a restarted process (a new queue on the
+    same file) claims the job with it, and a redelivery of the stored outcome sees it too."""
+    db = await BotDatabase.open(tmp_path / "bot.sqlite")
+    queue = SqliteJobQueue(db, max_pending=10, max_pending_per_user=10)
+    asked = replace(make_job("slack", "ann"), reply_to={"thread_ts": "1.0", "at": 1712345678.123456})
+    job = (await queue.put(asked)).job
+    assert await queue.remember_reply(job.id, {"message_ts": "1.000100"})
+    assert await queue.remember_reply(job.id, {"message_ts": "1.000200", "message_channel": "C1"})
+    assert not await queue.remember_reply(job.id + 1, {"message_ts": "9.9"})  # no such job
+    await db.close()
+
+    reopened = await BotDatabase.open(tmp_path / "bot.sqlite")
+    restarted = SqliteJobQueue(reopened, max_pending=10, max_pending_per_user=10)
+    expected = {
+        "thread_ts": "1.0", "at": 1712345678.123456,  # the adapter's own keys, exactly as they were
+        "message_ts": "1.000200", "message_channel": "C1",  # the latest value of each key wins
+    }
+    claimed = await restarted.claim(["slack"])
+    assert claimed is not None and dict(claimed.reply_to) == expected
+    outcome = NoticeOutcome("done")
+    assert await restarted.complete(job.id, JobStatus.DONE, outcome, None)
+    [(undelivered, _)] = await restarted.undelivered(["slack"])
+    assert dict(undelivered.reply_to) == expected
+    await reopened.close()

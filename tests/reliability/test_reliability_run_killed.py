@@ -1,5 +1,6 @@
 """`folio run` itself SIGKILLed while it writes an answer: after a restart the question is answered
-exactly once, the history row is complete, and a Slack redelivery of the same event adds nothing.
+exactly once, in the same message that showed the draft, the history row is complete, and a Slack
+redelivery of the same event adds nothing.
 
 The whole product runs as a real process (`python -m bot run`, the Procfile's command) with the
 embedded models, connected over loopback in Socket Mode to the fake Slack of the adapter tests.
@@ -122,7 +123,10 @@ async def test_folio_run_killed_mid_answer_answers_once_after_restart(
             await bot.wait()
     assert not any(answered(m) for m in in_thread(fake, mention["ts"]))
     with sqlite3.connect(data / "bot.sqlite") as db:
-        assert db.execute("SELECT status FROM jobs").fetchall() == [("running",)]
+        [(status, reply_to)] = db.execute("SELECT status, reply_to FROM jobs").fetchall()
+    assert status == "running"
+    # The message the draft streams into was stored with the job when it was posted.
+    assert json.loads(reply_to)["message_ts"] == streaming.ts
 
     restarted = await start_bot(data, env)
     try:
@@ -146,9 +150,10 @@ async def test_folio_run_killed_mid_answer_answers_once_after_restart(
     assert answers == [final], [m.text for m in in_thread(fake, mention["ts"])]
     assert "[harbour.pdf p.2]" in final.text, final.text
     assert "five hundred metres" in final.text or "radar" in final.text, final.text
-    # The draft the crash left behind is not an answer (the status message's ts is not kept
-    # across a restart, so the answer comes as a new message; see the README's known gaps).
-    assert not answered(fake.messages[(streaming.channel, streaming.ts)]) or streaming.ts == final.ts
+    # The restarted process edited the draft the crash left behind into the answer: no second
+    # message, and no stale "writing…" draft beside the answer.
+    assert final.ts == streaming.ts
+    assert in_thread(fake, mention["ts"]) == [final], [m.text for m in in_thread(fake, mention["ts"])]
     with sqlite3.connect(data / "bot.sqlite") as db:
         jobs = db.execute("SELECT status, attempts, delivered_at IS NOT NULL FROM jobs").fetchall()
         rows = db.execute("SELECT question, answer, citations FROM history").fetchall()

@@ -6,6 +6,8 @@ idle workers of other processes, and the settings that choose it."""
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import random
 import socket
 import sqlite3
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 from fakes import FakeEngine, RecordingAdapter, make_job
 
+from adapters.console import ConsoleChat, console_platform
 from bot.core import BotCore, CoreOptions
 from bot.errors import ConfigError, DuplicateJobError, QueueFullError
 from bot.history import HistoryRecord, build_record
@@ -251,6 +254,44 @@ async def test_undelivered_waits_out_the_finishers_lease_and_is_taken_once(
     assert await a.undelivered(["p"]) == []
 
 
+async def test_remember_reply_is_seen_by_every_process(
+    make_queue: MakeQueue, redis_config: RedisQueueConfig
+) -> None:
+    """The status message an adapter posted, stored with the job by one process, is what another
+    process claims the job with (and redelivers with), merged over the adapter's own keys."""
+    a, b = await make_queue("a"), await make_queue("b")
+    asked = replace(
+        make_job("slack", "ann"),
+        reply_to={"thread_ts": "1.0", "response_url": "https://x/y", "at": 1712345678.123456},
+    )
+    job = (await a.put(asked)).job
+    assert await a.remember_reply(job.id, {"message_ts": "2.000100"})
+    assert await a.remember_reply(job.id, {"message_ts": "2.000200", "message_channel": "C1"})
+    expected = {
+        "thread_ts": "1.0", "response_url": "https://x/y",
+        "at": 1712345678.123456,  # not rounded by a round trip through the script's cjson
+        "message_ts": "2.000200", "message_channel": "C1",
+    }
+    fetched = await b.get(job.id)
+    assert fetched is not None and dict(fetched.reply_to) == expected
+    claimed = await b.claim(["slack"])
+    assert claimed is not None and dict(claimed.reply_to) == expected
+    assert await b.remember_reply(job.id, {"message_ts": "2.000300"})  # the runner moved on
+    assert await finish(b, claimed)
+    await asyncio.sleep(1.2)  # b "died" before delivering: a takes the delivery over
+    [(undelivered, _)] = await a.undelivered(["slack"])
+    assert dict(undelivered.reply_to) == expected | {"message_ts": "2.000300"}
+    # A job that is gone is not brought back as a fragment by a late remember_reply.
+    from redis.asyncio import Redis
+
+    assert not await a.remember_reply(job.id + 1000, {"message_ts": "9.9"})
+    raw = Redis.from_url(redis_config.url)
+    try:
+        assert await raw.exists(f"{redis_config.prefix}:job:{job.id + 1000}") == 0
+    finally:
+        await raw.aclose()
+
+
 # ---- processes that die, freeze or keep working ----------------------------------------------
 
 
@@ -395,6 +436,73 @@ async def test_two_cores_share_the_queue_and_an_idle_one_answers_at_once(
             gate.set()
         for core in cores:
             await core.stop()
+
+
+def test_a_terminal_chat_names_its_jobs_after_its_process_when_the_queue_is_shared() -> None:
+    assert console_platform(shared_queue=False) == "console"
+    shared = console_platform(shared_queue=True)
+    assert shared.startswith("console-") and shared.endswith(f"-{os.getpid()}")
+    assert "|" not in shared and ":" not in shared  # separators in the Redis keys
+
+
+class Screen(io.StringIO):
+    """A terminal's output that a test can await."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._written = asyncio.Event()
+
+    def write(self, text: str) -> int:
+        self._written.set()
+        return super().write(text)
+
+    async def wait_for(self, needle: str, *, times: int = 1, within: float = 10.0) -> None:
+        async with asyncio.timeout(within):
+            while self.getvalue().count(needle) < times:
+                self._written.clear()
+                await self._written.wait()
+
+
+async def test_two_terminal_chats_on_a_shared_queue_each_answer_only_their_own(
+    redis_config: RedisQueueConfig, tmp_path: Path
+) -> None:
+    """Node B's terminal chat is idle while node A's core is busy: B must not take A's next
+    question (it would answer it in B's terminal, where nobody asked)."""
+    engines = [FakeEngine(), FakeEngine()]
+    gate = engines[0].hold()
+    outputs = [Screen(), Screen()]
+    options = CoreOptions(edit_interval_s=0.0, stop_grace_s=2.0)
+    cores = [
+        BotCore(engine, tmp_path / f"{i}.sqlite", options, redis=redis_config)
+        for i, engine in enumerate(engines)
+    ]
+    chats = [
+        ConsoleChat(  # two processes' names (one pytest process plays both)
+            core, collection="docs", user="ann", stdin=io.StringIO(lines), stdout=out,
+            platform=f"console-node{i}-{1000 + i}",
+        )
+        for i, (core, out, lines) in enumerate(
+            zip(cores, outputs, ["first?\nsecond?\n", ""], strict=True)  # B asks nothing
+        )
+    ]
+    for core, chat in zip(cores, chats, strict=True):
+        core.register(chat)
+        await core.start()
+    try:
+        asking = asyncio.create_task(chats[0].run())  # ends once both answers are printed
+        await outputs[0].wait_for("/cancel to stop", times=2)  # both questions queued
+        await asyncio.sleep(1.0)  # node B's idle worker was woken by the new job: let it look
+        assert engines[1].calls == []
+        gate.set()
+        await asyncio.wait_for(asking, 10)
+    finally:
+        gate.set()
+        for core in cores:
+            await core.stop()
+    assert [c.question for c in engines[0].calls] == ["first?", "second?"]
+    assert engines[1].calls == []
+    assert outputs[0].getvalue().count("the answer to") == 2
+    assert "the answer to" not in outputs[1].getvalue()
 
 
 # ---- settings ----------------------------------------------------------------------------------

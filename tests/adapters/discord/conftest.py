@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-# The repository root, so `bot`, `rag` and `adapters` import when pytest runs from anywhere.
+# The repository root, so `bot`, `rag` and `adapters` import when pytest runs from anywhere; the
+# bot tests' folder, for their FakeEngine (the tests with the real core).
 _ROOT = Path(__file__).resolve().parents[3]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+for _path in (_ROOT / "tests" / "bot", _ROOT):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from discord_harness import TOKEN, Bot, ManualClock, StartBot, assert_no_mentions_anywhere  # noqa: E402
 from fake_discord import FakeDiscord  # noqa: E402

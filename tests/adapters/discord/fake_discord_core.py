@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from adapters.base import Adapter
@@ -75,6 +75,7 @@ class FakeCore:
     documents_by_collection: dict[str, list[DocumentInfo]] = field(default_factory=dict)
     history_entries: list[HistoryEntry] = field(default_factory=list)
     cancelled: list[tuple[str, str]] = field(default_factory=list)
+    remembered: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # remember_reply
     deleted_messages: list[tuple[str, str]] = field(default_factory=list)
     position: int = 1
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -157,6 +158,14 @@ class FakeCore:
 
     async def history(self, platform: str, user: str, *, limit: int = 10) -> list[HistoryEntry]:
         return self.history_entries[:limit]
+
+    async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> None:
+        """Merge into the stored job's `reply_to`, as the real queue does."""
+        self.remembered.append((job_id, dict(updates)))
+        self.jobs = [
+            replace(j, reply_to={**j.reply_to, **updates}) if j.id == job_id else j
+            for j in self.jobs
+        ]
 
     async def documents(self, collection: str) -> list[DocumentInfo]:
         return self.documents_by_collection.get(collection, [])

@@ -4,7 +4,7 @@ keys, positions) and lets a test play the worker by calling the adapter's callba
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from adapters.base import Adapter
@@ -24,6 +24,7 @@ class FakeCore:
     documents_by_collection: dict[str, list[DocumentInfo]] = field(default_factory=dict)
     past: list[HistoryEntry] = field(default_factory=list)
     cancelled: list[tuple[str, str]] = field(default_factory=list)
+    remembered: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # remember_reply
     full: bool = False
     broken: Exception | None = None  # raised by submit and documents, like an outage would
     adapter: Adapter | None = None  # told `acknowledge` after each submit, as the core does
@@ -72,6 +73,14 @@ class FakeCore:
 
     async def history(self, platform: str, user: str, *, limit: int = 10) -> list[HistoryEntry]:
         return self.past[:limit]
+
+    async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> None:
+        """Merge into the stored job's `reply_to`, as the real queue does."""
+        self.remembered.append((job_id, dict(updates)))
+        self.jobs = [
+            replace(j, reply_to={**j.reply_to, **updates}) if j.id == job_id else j
+            for j in self.jobs
+        ]
 
     async def documents(self, collection: str) -> list[DocumentInfo]:
         if self.broken is not None:
