@@ -67,6 +67,8 @@ from bot.migrations import BotDatabase
 
 logger = logging.getLogger(__name__)
 
+DELIVERY_LEASE_MIN_S = 300.0
+
 
 class QueueUnavailableError(FolioError):
     """Redis could not be reached (at start, or when a new job was to be stored)."""
@@ -80,6 +82,11 @@ class RedisQueueConfig:
     prefix: str = "folio"
     claim_timeout_s: float = 60.0
     retention_s: float = 7 * 86400.0
+    # How long a finished job's reply belongs to the process that finished it: longer than a
+    # final reply can take while the platform is down (the adapters retry it for up to 3
+    # minutes), so no other process sends the same reply meanwhile. None = the larger of
+    # claim_timeout_s and DELIVERY_LEASE_MIN_S.
+    delivery_lease_s: float | None = None
 
     @property
     def where(self) -> str:
@@ -453,6 +460,10 @@ class RedisJobQueue:
         self._max_per_user = max_pending_per_user
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._timeout_ms = int(config.claim_timeout_s * 1000)
+        lease_s = config.delivery_lease_s
+        if lease_s is None:
+            lease_s = max(config.claim_timeout_s, DELIVERY_LEASE_MIN_S)
+        self._lease_ms = int(lease_s * 1000)
         self._retention_s = max(1, int(config.retention_s))
         self._channel = f"{config.prefix}:work"
         self._held: dict[int, str] = {}  # job id → owner token, for the jobs this process runs
@@ -594,7 +605,7 @@ class RedisJobQueue:
             return False
         finished = await self._run(
             "complete", job_id, token, status.value, outcome_to_json(outcome),
-            getattr(outcome, "message", ""), self._retention_s, self._timeout_ms,
+            getattr(outcome, "message", ""), self._retention_s, self._lease_ms,
         )
         if not finished:
             logger.warning("job %s was taken over by another process; its result is dropped",
@@ -608,7 +619,7 @@ class RedisJobQueue:
     ) -> bool:
         cancelled = await self._run(
             "cancel_pending", job_id, outcome_to_json(outcome), getattr(outcome, "message", ""),
-            self._retention_s, self._timeout_ms,
+            self._retention_s, self._lease_ms,
         )
         if not cancelled:
             return False
@@ -659,7 +670,7 @@ class RedisJobQueue:
         if not platforms:
             return []
         found: list[tuple[Job, Outcome]] = []
-        for raw in await self._run("undelivered", self._timeout_ms, *platforms):
+        for raw in await self._run("undelivered", self._lease_ms, *platforms):
             job_id = int(raw)
             values = await self._redis.hmget(self._job_key(job_id), (*_LIGHT_FIELDS, "result"))
             if values[0] is None or values[-1] is None:

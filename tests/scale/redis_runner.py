@@ -35,7 +35,8 @@ async def main(args: argparse.Namespace) -> None:
         max_pending_per_user=args.jobs,
     )
     redis = RedisQueueConfig(
-        url=args.redis_url, prefix=args.prefix, claim_timeout_s=args.claim_timeout
+        url=args.redis_url, prefix=args.prefix, claim_timeout_s=args.claim_timeout,
+        delivery_lease_s=args.claim_timeout,
     )
     core = BotCore(engine, args.db, options, redis=redis)
     core.register(adapter)

@@ -112,7 +112,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_config(redis_server: RedisServer) -> RedisQueueConfig:
     """A fresh namespace on the shared server, with a short claim timeout."""
     return RedisQueueConfig(
-        url=redis_server.url, prefix=f"t{uuid.uuid4().hex[:10]}", claim_timeout_s=1.0
+        url=redis_server.url, prefix=f"t{uuid.uuid4().hex[:10]}", claim_timeout_s=1.0,
+        delivery_lease_s=1.0,
     )
 
 
