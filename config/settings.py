@@ -143,7 +143,16 @@ class RetrievalSettings(BaseModel):
     abstain_on_unknown_terms: bool = Field(
         default=True,
         description="Abstain when the question names something (a word that is not common "
-        "English) that appears nowhere in the collection.",
+        "English, or a capitalised name) that appears nowhere in the collection, or nowhere "
+        "in the documents the retrieved passages come from.",
+    )
+    relevance_margin: float = Field(
+        default=0.3,
+        ge=0.0,
+        description="Cite a page only if its best sentence scores within this of the best "
+        "page's (same scale as min_evidence_score); the sentence always added from the "
+        "documents comes from a page already cited when one is within it (calibrated on the "
+        "dev set).",
     )
     prompt_passages: int = Field(default=3, ge=1, le=20)
     prompt_passage_tokens: int = Field(default=600, ge=64)

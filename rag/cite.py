@@ -9,7 +9,7 @@ supports are dropped, so the bot does not pass off the model's inventions as the
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rag.chunk import split_sentences
@@ -142,3 +142,26 @@ def ground_sentences(
             continue
         grounded.append(GroundedSentence(sentence, Citation(passage.document, passage.page, quote)))
     return grounded
+
+
+def drop_off_topic_pages(
+    grounded: Sequence[GroundedSentence],
+    page_relevance: Mapping[tuple[str, int], float],
+    margin: float,
+) -> list[GroundedSentence]:
+    """Withdraw the citation of sentences grounded on a page that answers the question much
+    worse than the best page does (its best evidence score more than `margin` below the best):
+    such a sentence is true of the documents but about something else, and citing its page
+    points the reader away from the answer."""
+    if not page_relevance:
+        return list(grounded)
+    floor = max(page_relevance.values()) - margin
+    result = []
+    for item in grounded:
+        citation = item.citation
+        if citation is not None and page_relevance.get(
+            (citation.document, citation.page), float("-inf")
+        ) < floor:
+            item = GroundedSentence(item.text, None)
+        result.append(item)
+    return result

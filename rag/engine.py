@@ -13,7 +13,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from config.settings import Settings
 from rag.chunk import Chunk, chunk_document, split_sentences
-from rag.cite import ground_sentences, says_it_does_not_know
+from rag.cite import drop_off_topic_pages, ground_sentences, says_it_does_not_know
 from rag.embed import Embedder, SentenceTransformerEmbedder
 from rag.errors import BadDocumentError, NotFoundError
 from rag.extract import Evidence, covers, rank_evidence
@@ -73,6 +73,7 @@ class EngineOptions:
     abstain_on_unknown_terms: bool = True
     answer_mode: str = "hybrid"
     min_support: float = 0.5
+    relevance_margin: float = 0.3
 
 
 class Lazy(Generic[T]):
@@ -409,6 +410,13 @@ class RagEngine:
         timings.retrieval = time.perf_counter() - started
         if unknown:
             return finish(f"the collection never mentions {', '.join(unknown)}")
+        absent = (
+            self._names_missing_from(question, passages, collection)
+            if options.abstain_on_unknown_terms
+            else []
+        )
+        if absent:
+            return finish(f"the documents found never mention {', '.join(absent)}")
         if not evidence or evidence[0].score < options.min_evidence_score:
             return finish("no sentence answers the question closely enough")
 
@@ -419,8 +427,13 @@ class RagEngine:
         # passage (measured: checking against the sentences alone cited wrong pages more often).
         support = evidence_passages(evidence[: options.evidence_sentences])
 
+        # A sentence grounded on a page far less relevant than the best one is about something
+        # else (measured: most wrong pages cited were such pages), so it is not cited.
+        relevance = page_relevance(evidence)
+
         def cite(text: str) -> None:
             grounded = ground_sentences(text, passages, page_text, options.min_support, question)
+            grounded = drop_off_topic_pages(grounded, relevance, options.relevance_margin)
             kept = [g for g in grounded if g.citation is not None]
             if len(kept) < len(grounded):
                 answer.shortened = False  # what was cut off is not what is shown
@@ -467,8 +480,11 @@ class RagEngine:
                 # documents matches closely: answer with the documents' own words.
                 answer.shortened = False
                 cite(extractive_answer(evidence))
-            elif not covers(answer.text, evidence[0].sentence):
-                cite(f"{answer.text} {evidence[0].sentence}")
+            else:
+                cited = {(c.document, c.page) for c in answer.citations}
+                backbone = backbone_sentence(evidence, cited, options.relevance_margin)
+                if not covers(answer.text, backbone):
+                    cite(f"{answer.text} {backbone}")
         return finish()
 
     def _unknown_terms(self, question: str, collection: str) -> list[str]:
@@ -483,6 +499,41 @@ class RagEngine:
             if not self._store.term_in_collection(collection, term):
                 unknown.append(term)
         return unknown
+
+    def _names_missing_from(
+        self, question: str, passages: Sequence[Passage], collection: str
+    ) -> list[str]:
+        """Names in the question that none of the documents the passages come from mentions.
+
+        A name (a capitalised word inside the question, like "Spanish" or "Telegram") that the
+        only documents able to answer never mention means the question is about something
+        they don't cover, even when the rest of it matches them closely.
+        """
+        documents = sorted({p.document for p in passages})
+        if not documents:
+            return []
+        missing = []
+        for name in question_names(question):
+            for term in question_terms(name):
+                if "-" in term or "." in term or term.isdigit() or len(term) < 3:
+                    continue
+                if term in _CONTRACTIONS or term in missing:
+                    continue
+                if not self._store.term_in_collection(collection, term, documents):
+                    missing.append(term)
+        return missing
+
+
+def question_names(question: str) -> list[str]:
+    """Capitalised words that do not open a sentence (and are not "I"): the names a question
+    uses, such as products, places, languages, people and acronyms."""
+    names = []
+    for sentence in re.split(r"(?<=[.!?])\s+", question.strip()):
+        words = re.findall(r"[^\W_][\w'’.-]*", sentence)
+        for word in (w.rstrip(".'’-") for w in words[1:]):
+            if word != "I" and any(ch.isupper() for ch in word):
+                names.append(word)
+    return names
 
 
 _CONTRACTIONS = frozenset(
@@ -511,6 +562,30 @@ def extractive_answer(evidence: Sequence[Evidence], margin: float = 0.08) -> str
     if len(evidence) > 1 and evidence[1].score >= evidence[0].score - margin:
         chosen.append(evidence[1].sentence)
     return " ".join(chosen)
+
+
+def backbone_sentence(
+    evidence: Sequence[Evidence], cited: Collection[tuple[str, int]], margin: float
+) -> str:
+    """The evidence sentence an answer should not leave out: the best one, or, when a page the
+    answer already cites holds one nearly as good (within `margin`), that one, so the answer
+    keeps pointing at one place instead of adding a second page that says much the same."""
+    floor = evidence[0].score - margin
+    for item in evidence:
+        if item.score < floor:
+            break
+        if (item.passage.document, item.passage.page) in cited:
+            return item.sentence
+    return evidence[0].sentence
+
+
+def page_relevance(evidence: Sequence[Evidence]) -> dict[tuple[str, int], float]:
+    """How well each page answers the question: the score of its best evidence sentence."""
+    best: dict[tuple[str, int], float] = {}
+    for item in evidence:
+        key = (item.passage.document, item.passage.page)
+        best[key] = max(best.get(key, item.score), item.score)
+    return best
 
 
 def evidence_passages(evidence: Sequence[Evidence]) -> list[Passage]:
@@ -632,6 +707,7 @@ def build_engine(settings: Settings) -> RagEngine:
         min_evidence_score=settings.retrieval.min_evidence_score,
         evidence_sentences=settings.retrieval.evidence_sentences,
         abstain_on_unknown_terms=settings.retrieval.abstain_on_unknown_terms,
+        relevance_margin=settings.retrieval.relevance_margin,
         answer_mode=settings.generator.answer_mode,
         prompt=PromptLimits(
             max_passages=settings.retrieval.prompt_passages,

@@ -319,17 +319,24 @@ class DocumentStore:
             yield ids, vectors
             last = ids[-1]
 
-    def term_in_collection(self, collection: str, term: str) -> bool:
-        """Whether any chunk of the collection contains the term (same tokenizer as search)."""
+    def term_in_collection(
+        self, collection: str, term: str, documents: Sequence[str] | None = None
+    ) -> bool:
+        """Whether any chunk of the collection (or of the named documents in it) contains the
+        term (same tokenizer as search)."""
         query = keyword_query(term)
         if not query:
             return True
+        names = list(dict.fromkeys(documents or ()))
+        only = f" AND d.name IN ({', '.join('?' * len(names))})" if names else ""
         with self._lock:
             row = self._db.execute(
                 """SELECT 1 FROM chunks_fts f
                    JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id
-                   WHERE chunks_fts MATCH ? AND d.collection = ? LIMIT 1""",
-                (query, collection),
+                   WHERE chunks_fts MATCH ? AND d.collection = ?"""
+                + only
+                + " LIMIT 1",
+                (query, collection, *names),
             ).fetchone()
         return row is not None
 

@@ -137,6 +137,16 @@ def test_an_off_topic_question_abstains_without_the_model(guide: Env) -> None:
     assert all(p.dense_score < guide.settings.retrieval.min_dense_score for p in answer.retrieved)
 
 
+def test_a_question_naming_what_the_documents_never_mention_abstains(guide: Env) -> None:
+    # "Lisbon" is a common word to the embedder's vocabulary, so only the name rule catches it:
+    # everything else in the question matches page two closely.
+    answer = guide.engine.answer(
+        "How often does the ferry to Marrow Island depart for Lisbon?", collection="guide"
+    )
+    assert answer.abstained
+    assert answer.text == "" and answer.tokens == 0
+
+
 def test_progress_streams_searching_then_writing_with_growing_text(guide: Env) -> None:
     events: list[AnswerProgress] = []
     answer = guide.engine.answer(QUESTION, collection="guide", on_progress=events.append)

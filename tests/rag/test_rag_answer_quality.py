@@ -1,0 +1,278 @@
+"""The answer-quality rules, without models: quantity questions prefer sentences with numbers,
+figure labels are not evidence, citations stay on pages that answer the question, and a name
+the answering documents never mention makes the engine abstain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.chunk import chunk_document
+from rag.cite import GroundedSentence, drop_off_topic_pages
+from rag.embed import Vectors
+from rag.engine import (
+    EngineOptions,
+    RagEngine,
+    backbone_sentence,
+    page_relevance,
+    question_names,
+)
+from rag.extract import (
+    Evidence,
+    asks_for_a_number,
+    prose_ratio,
+    rank_evidence,
+    states_a_number,
+)
+from rag.parse import PageText, ParsedDocument, ParseLimits
+from rag.prompt import PromptLimits
+from rag.retrieve import RetrievalParams
+from rag.store import DocumentStore
+from rag.types import Citation, Passage
+
+
+class SameVectorEmbedder:
+    """Every text gets the same vector, so only keyword overlap and the rules order sentences."""
+
+    dimension = 4
+    name = "same-vector"
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return np.full((len(texts), self.dimension), 0.5, dtype=np.float32)
+
+    def embed_query(self, text: str) -> Vectors:
+        return np.full(self.dimension, 0.5, dtype=np.float32)
+
+
+def passage(text: str, page: int = 1, document: str = "paper.pdf", chunk_id: int = 1) -> Passage:
+    return Passage(chunk_id=chunk_id, document=document, page=page, text=text, score=1.0)
+
+
+def evidence(page: int, score: float, sentence: str = "", document: str = "paper.pdf") -> Evidence:
+    return Evidence(passage(sentence, page, document), sentence or f"sentence on page {page}", score)
+
+
+# --- quantity questions ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How many posts were annotated?",
+        "how much money could the app lose per day?",
+        "How long is the video?",
+        "What percentage of followers are normal users?",
+        "How accurate was the method?",
+        "What was the number of participants?",
+    ],
+)
+def test_quantity_questions_are_recognised(question: str) -> None:
+    assert asks_for_a_number(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Which websites were shared most?",
+        "Why did the attack fail?",
+        "What method did they use for sentiment analysis?",
+        "How do they infer social links?",
+    ],
+)
+def test_other_questions_are_not_quantity_questions(question: str) -> None:
+    assert not asks_for_a_number(question)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Out of the 36 applications, the attack succeeded on 31.",
+        "The method achieved 95.6% accuracy.",
+        "The dataset contains 85.04M tweets from 182 countries.",
+        "Annotators labelled 1,188 posts in total.",
+    ],
+)
+def test_sentences_stating_a_quantity(sentence: str) -> None:
+    assert states_a_number(sentence)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "We use the LDA model (30) to extract the topics [12, 14].",  # citation markers
+        "The study was published in 2019 and revised in 2021.",  # years
+        "Collection started on March 1, 2020.",  # a date
+        "Privacy in Social Media 39:5 k-anonymity is further adopted.",  # a running head
+        "As shown in Figure 4 and Table 5, see Section 5.6 and Step 3.",  # parts of the paper
+        "COVID-19 tweets were analysed with GPT-3.5 and details are in S6.",  # names with digits
+        "3 A Pilot Study Existing attacks adopt heuristic designs.",  # a section number
+    ],
+)
+def test_numbers_that_are_not_quantities(sentence: str) -> None:
+    assert not states_a_number(sentence)
+
+
+def test_a_quantity_question_ranks_the_sentence_with_the_number_first() -> None:
+    text = (
+        "The attack was tested on several applications in the study. "
+        "The attack was tested on 36 applications in the study."
+    )
+    question = "How many applications was the attack tested on?"
+    ranked = rank_evidence(question, [passage(text)], SameVectorEmbedder())
+    assert ranked[0].sentence == "The attack was tested on 36 applications in the study."
+    assert ranked[0].score > ranked[1].score
+    # Without the rule the two sentences tie: the bonus is what orders them.
+    plain = rank_evidence(question, [passage(text)], SameVectorEmbedder(), number_bonus=0.0)
+    assert plain[0].score == pytest.approx(plain[1].score)
+
+
+def test_a_question_that_asks_no_quantity_gets_no_number_bonus() -> None:
+    text = (
+        "The attack was tested on several applications in the study. "
+        "The attack was tested on 36 applications in the study."
+    )
+    ranked = rank_evidence(
+        "Which applications was the attack tested on?", [passage(text)], SameVectorEmbedder()
+    )
+    assert ranked[0].score == pytest.approx(ranked[1].score)
+
+
+# --- figure labels -----------------------------------------------------------------------------
+
+FIGURE_LABELS = (
+    "Documentation Example Prompts Target LLM Sample Responses Custom LLM Context Inferrer "
+    "Strategy Controller Injection Prompts Framework Generation Separator Generation."
+)
+
+
+def test_prose_and_figure_labels_are_told_apart() -> None:
+    assert prose_ratio("The ferry to the island departs every ninety minutes from the pier.") > 0.3
+    assert prose_ratio(FIGURE_LABELS) < 0.05
+    assert prose_ratio("") == 0.0
+
+
+def test_figure_labels_are_not_evidence() -> None:
+    text = f"{FIGURE_LABELS} The framework generation step uses a custom LLM to write prompts."
+    ranked = rank_evidence(
+        "Which LLM does the framework generation use?", [passage(text)], SameVectorEmbedder()
+    )
+    assert [e.sentence for e in ranked] == [
+        "The framework generation step uses a custom LLM to write prompts."
+    ]
+
+
+# --- citations stay on pages that answer the question ------------------------------------------
+
+
+def grounded(page: int, text: str = "A claim.") -> GroundedSentence:
+    return GroundedSentence(text, Citation("paper.pdf", page, "quote"))
+
+
+def test_sentences_grounded_on_far_less_relevant_pages_lose_their_citation() -> None:
+    relevance = {("paper.pdf", 3): 1.4, ("paper.pdf", 5): 1.2, ("paper.pdf", 9): 0.9}
+    result = drop_off_topic_pages(
+        [grounded(3), grounded(5), grounded(9), GroundedSentence("Unsupported.", None)],
+        relevance,
+        margin=0.3,
+    )
+    assert [g.citation.page if g.citation else None for g in result] == [3, 5, None, None]
+    assert [g.text for g in result] == ["A claim.", "A claim.", "A claim.", "Unsupported."]
+
+
+def test_a_page_without_evidence_counts_as_irrelevant_and_no_evidence_changes_nothing() -> None:
+    result = drop_off_topic_pages([grounded(7)], {("paper.pdf", 3): 1.0}, margin=0.3)
+    assert result[0].citation is None
+    assert drop_off_topic_pages([grounded(7)], {}, margin=0.3) == [grounded(7)]
+
+
+def test_page_relevance_is_the_best_sentence_score_per_page() -> None:
+    items = [evidence(3, 1.4), evidence(5, 1.2), evidence(3, 0.7), evidence(5, 1.3)]
+    assert page_relevance(items) == {("paper.pdf", 3): 1.4, ("paper.pdf", 5): 1.3}
+
+
+def test_the_backbone_sentence_comes_from_a_cited_page_when_one_is_nearly_as_good() -> None:
+    items = [
+        evidence(1, 1.50, "Abstract sentence restating the topic."),
+        evidence(8, 1.30, "Body sentence with the details."),
+        evidence(9, 1.00, "A weaker sentence."),
+    ]
+    cited_8 = {("paper.pdf", 8)}
+    cited_9 = {("paper.pdf", 9)}
+    assert backbone_sentence(items, cited_8, margin=0.3) == "Body sentence with the details."
+    assert backbone_sentence(items, cited_9, margin=0.3) == "Abstract sentence restating the topic."
+    assert backbone_sentence(items, cited_8, margin=0.1) == "Abstract sentence restating the topic."
+    assert backbone_sentence(items, set(), margin=0.3) == "Abstract sentence restating the topic."
+
+
+# --- names the answering documents never mention -----------------------------------------------
+
+
+def test_question_names_are_capitalised_words_inside_a_sentence() -> None:
+    assert question_names("How many of the COVID-19 tweets were in Spanish?") == [
+        "COVID-19",
+        "Spanish",
+    ]
+    assert question_names("What does I mean? Tell me about Telegram.") == ["Telegram"]
+    assert question_names("what about the harbour?") == []
+
+
+def put(store: DocumentStore, name: str, pages: list[str]) -> None:
+    parsed = ParsedDocument(
+        title="", pages=[PageText(i + 1, t, has_text=True) for i, t in enumerate(pages)]
+    )
+    chunks = chunk_document(parsed.pages, 110, 0)
+    vectors = np.full((len(chunks), 4), 0.5, dtype=np.float32)
+    store.put_document("papers", name, f"sha-{name}", parsed, chunks, vectors)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DocumentStore]:
+    store = DocumentStore(tmp_path / "documents.sqlite")
+    put(store, "tweets.pdf", ["We collected English tweets about the pandemic from March."])
+    put(store, "privacy.pdf", ["Texts are translated into Spanish and back to hide the author."])
+    yield store
+    store.close()
+
+
+def test_term_search_can_be_scoped_to_some_documents(store: DocumentStore) -> None:
+    assert store.term_in_collection("papers", "spanish")
+    assert store.term_in_collection("papers", "spanish", ["privacy.pdf"])
+    assert not store.term_in_collection("papers", "spanish", ["tweets.pdf"])
+    assert store.term_in_collection("papers", "english", ["tweets.pdf", "privacy.pdf"])
+    assert not store.term_in_collection("other", "spanish", ["privacy.pdf"])
+
+
+def engine_over(store: DocumentStore, tmp_path: Path) -> RagEngine:
+    def no_model() -> object:
+        raise AssertionError("the name check needs no model")
+
+    options = EngineOptions(
+        collection="papers",
+        chunk_words=110,
+        chunk_overlap=0,
+        retrieval=RetrievalParams(top_k=5, candidates=10, rrf_k=60, dense_weight=1.0,
+                                  keyword_weight=1.0),
+        min_dense_score=0.35,
+        prompt=PromptLimits(max_passages=3, passage_tokens=600, answer_tokens=64),
+        parse=ParseLimits(max_bytes=10_000_000, max_pages=10, timeout_s=10.0, memory_mb=512),
+    )
+    return RagEngine(store, no_model, no_model, tmp_path, options)  # type: ignore[arg-type]
+
+
+def test_a_name_the_answering_documents_never_mention_is_reported(
+    store: DocumentStore, tmp_path: Path
+) -> None:
+    engine = engine_over(store, tmp_path)
+    tweets = [passage("We collected English tweets.", document="tweets.pdf")]
+    privacy = [passage("Translated into Spanish.", document="privacy.pdf")]
+    question = "How many of the collected Pandemic tweets were in Spanish?"
+    # "Spanish" is in the collection, but not in the document the passages come from.
+    assert engine._names_missing_from(question, tweets, "papers") == ["spanish"]
+    assert engine._names_missing_from(question, tweets + privacy, "papers") == []
+    # Names the documents do mention, and words that merely open the question, pass.
+    assert engine._names_missing_from("Were English tweets collected?", tweets, "papers") == []
+    assert engine._names_missing_from("Pandemic tweets?", tweets, "papers") == []
+    assert engine._names_missing_from(question, [], "papers") == []
