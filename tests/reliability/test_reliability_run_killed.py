@@ -20,15 +20,14 @@ from pathlib import Path
 import pdfs
 import pytest
 from fake_slack import (
-    ADMIN,
     APP_TOKEN,
     BOT_TOKEN,
     TEAM_ID,
-    USER,
     FakeSlack,
     Message,
     app_mention,
     event_callback,
+    running_fake_slack,
 )
 from reliability_env import clean_env
 
@@ -57,14 +56,8 @@ def folio_env(fake: FakeSlack) -> dict[str, str]:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSlack]:
-    server = FakeSlack()
-    await server.start()
-    server.add_user(USER)
-    server.add_user(ADMIN, admin=True)
-    try:
+    async with running_fake_slack() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 async def start_bot(data: Path, env: dict[str, str]) -> asyncio.subprocess.Process:

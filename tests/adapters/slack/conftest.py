@@ -14,7 +14,7 @@ for path in (_HERE, _HERE.parents[1] / "bot", _HERE.parents[2]):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from fake_slack import ADMIN, APP_TOKEN, BOT_TOKEN, USER, FakeSlack  # noqa: E402
+from fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack, running_fake_slack  # noqa: E402
 from fake_slack_core import FakeCore, StartAdapter  # noqa: E402
 
 from adapters.slack import SlackAdapter, SlackSettings  # noqa: E402
@@ -23,14 +23,8 @@ from bot.core import BotCore  # noqa: E402
 
 @pytest.fixture
 async def fake_slack() -> AsyncIterator[FakeSlack]:
-    server = FakeSlack()
-    await server.start()
-    server.add_user(USER)
-    server.add_user(ADMIN, admin=True)
-    try:
+    async with running_fake_slack() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -9,11 +9,12 @@ record (`wait_for`), never on a fixed sleep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -481,6 +482,19 @@ def app_mention(
     if files is not None:
         event["files"] = files
     return event
+
+
+@contextlib.asynccontextmanager
+async def running_fake_slack() -> AsyncIterator[FakeSlack]:
+    """A started fake Slack with a member (USER) and a workspace admin (ADMIN); stopped after."""
+    server = FakeSlack()
+    await server.start()
+    server.add_user(USER)
+    server.add_user(ADMIN, admin=True)
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 def small_pdf(text: str = "Refunds take 14 days.") -> bytes:
