@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.core import BotCore
-from bot.errors import GeneratorUnavailable
+from bot.errors import GeneratorCrashed, GeneratorUnavailable
 from config.settings import Settings
 from rag.engine import build_engine
 
@@ -72,6 +72,10 @@ async def run_bot(settings: Settings, *, console: bool | None = None) -> int:
     except GeneratorUnavailable as exc:
         # The bot still starts: questions wait and are retried, then fail with this same line.
         logger.warning("%s Questions will be retried until it answers.", exc.message)
+    except GeneratorCrashed as exc:
+        # The platforms still connect; each question gets a fresh model process (and one line
+        # if that crashes too), and `folio doctor` names the cause.
+        logger.error("the model crashed while warming up (%s); run `folio doctor`", exc.reason)
     logger.info("models ready in %.1fs (%s)", time.perf_counter() - started, engine.model_name)
     core = BotCore.from_settings(settings, engine)
     adapters = _build_adapters(settings, core, platforms)

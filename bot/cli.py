@@ -15,12 +15,16 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.errors import FolioError
 from config.errors import ConfigError
 from config.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rag.model_check import ModelCheck
 
 logger = logging.getLogger("folio")
 
@@ -55,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--export", action="store_true", help="all conversations as JSONL")
 
-    doctor = commands.add_parser("doctor", help="check the vector index against SQLite; repair")
+    doctor = commands.add_parser(
+        "doctor", help="check the vector index against SQLite (repair it) and the model"
+    )
     doctor.add_argument("--json", action="store_true")
     _add_optional_commands(commands)
     for command in commands.choices.values():
@@ -410,20 +416,63 @@ async def cmd_history(settings: Settings, *, limit: int, export: bool) -> int:
 
 
 def cmd_doctor(settings: Settings, *, as_json: bool) -> int:
+    """The vector index against SQLite (repaired if they differ), then the model, in a child."""
     engine = _engine(settings)
     try:
         results = {collection: engine.check(collection) for collection in engine.collections()}
     finally:
         engine.close()
+    from rag.model_check import cpu_flags, cpu_model
+
+    model = _check_model(settings)
     if as_json:
-        _print_json({"collections": {c: ("rebuilt" if r else "ok") for c, r in results.items()}})
+        _print_json({
+            "collections": {c: ("rebuilt" if r else "ok") for c, r in results.items()},
+            "model": None if model is None else {**asdict(model), "uses_amx": model.uses_amx},
+            "cpu": {"model": cpu_model(), "flags": cpu_flags()},
+        })
     else:
         for collection, rebuilt in results.items():
             state = "vector index rebuilt from SQLite" if rebuilt else "ok"
             print(f"{collection}: {state}")
         if not results:
             print("No collections yet.")
-    return 0
+        print(f"CPU: {cpu_model()} ({', '.join(cpu_flags()) or 'no AVX2/AVX-512/AMX flags'})")
+        if model is None:
+            print(f"model: served by {settings.generator.base_url} (not checked here)")
+        else:
+            _print_model_check(model)
+    return 0 if model is None or model.passed else 1
+
+
+def _check_model(settings: Settings) -> ModelCheck | None:
+    from rag.model_check import check_model
+    from rag.models import default_generation_model
+
+    generation = settings.generator
+    if generation.backend != "local":
+        return None
+    return check_model(
+        generation.model_path or default_generation_model(),
+        extra_buffers=generation.extra_buffer_types,
+        threads=generation.threads,
+    )
+
+
+def _print_model_check(check: ModelCheck) -> None:
+    print(f"llama.cpp: llama-cpp-python {check.llama_cpp_version or '?'}; "
+          f"{check.system_info.strip() or 'no system info'}")
+    buffers = ", ".join(f"{name} {mib:.0f} MiB" for name, mib in check.buffers.items())
+    setting = {True: "on", False: "off", None: "?"}[check.extra_buffers]
+    tried = ", ".join(check.extra_types) or "none"
+    amx = "; AMX IN USE (see README: AMX)" if check.uses_amx else ""
+    print(f"weights: {buffers or 'no buffer lines in the load log'}; extra buffer types "
+          f"{setting} (tried: {tried}){amx}")
+    if check.passed:
+        print(f"model check: passed, {Path(check.model).name} generated "
+              f"{check.generated.strip()[:40]!r} in {check.seconds:.1f}s")
+    else:
+        print(f"model check: FAILED, {Path(check.model).name}: {check.error}")
 
 
 def _print_json(value: Any, out: TextIO | None = None) -> None:

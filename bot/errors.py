@@ -6,6 +6,7 @@ from config.errors import ConfigError, FolioError
 from rag.errors import (
     BadDocumentError,
     GenerationCancelled,
+    GeneratorCrashed,
     GeneratorUnavailable,
     NotFoundError,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "DuplicateJobError",
     "FolioError",
     "GenerationCancelled",
+    "GeneratorCrashed",
     "GeneratorUnavailable",
     "NotFoundError",
     "PermissionDeniedError",

@@ -75,6 +75,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
+    crashes: int = 0  # attempts that ended in a native crash (of the bot or of the model)
 
     @property
     def requester(self) -> tuple[str, str]:

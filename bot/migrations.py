@@ -117,6 +117,12 @@ async def m002_history(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE INDEX history_user ON history (platform, user_id, id)")
 
 
+@migration
+async def m003_job_crashes(db: aiosqlite.Connection) -> None:
+    """How many of a job's attempts ended with the process (or the model's process) dying."""
+    await db.execute("ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+
+
 async def migrate(db: aiosqlite.Connection) -> list[str]:
     """Apply the migrations not yet recorded, in order; return the names applied (none: a no-op)."""
     await db.execute(

@@ -63,12 +63,14 @@ class JobQueue(Protocol):
         """Cancel a job that is still pending; False if it already started or finished."""
         ...
 
-    async def requeue(self, job_id: int) -> None:
-        """Put a running job back to pending (graceful shutdown)."""
+    async def requeue(self, job_id: int, *, crashed: bool = False) -> None:
+        """Put a running job back to pending (graceful shutdown, a retry); `crashed` counts
+        the attempt as one that ended in a crash."""
         ...
 
     async def recover(self) -> list[int]:
-        """At start: jobs left running by a previous process go back to pending."""
+        """At start: jobs left running by a previous process go back to pending, each with one
+        more crash counted (that process died with them)."""
         ...
 
     async def get(self, job_id: int) -> Job | None: ...
@@ -119,7 +121,8 @@ def fair_order(
 
 _LIGHT_COLUMNS = (
     "id, kind, status, platform, collection, channel, thread, user_id, message_id, text,"
-    " attachment_name, reply_to, idempotency_key, created_at, started_at, finished_at, attempts"
+    " attachment_name, reply_to, idempotency_key, created_at, started_at, finished_at, attempts,"
+    " crashes"
 )
 
 
@@ -145,6 +148,7 @@ def _row_to_job(row: aiosqlite.Row, *, with_attachment: bool) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         attempts=row["attempts"],
+        crashes=row["crashes"],
     )
 
 
@@ -271,12 +275,12 @@ class SqliteJobQueue:
                 await insert_record(db, record)
         return True
 
-    async def requeue(self, job_id: int) -> None:
+    async def requeue(self, job_id: int, *, crashed: bool = False) -> None:
         async with self._db.transaction() as db:
             await db.execute(
-                "UPDATE jobs SET status = 'pending', started_at = NULL"
+                "UPDATE jobs SET status = 'pending', started_at = NULL, crashes = crashes + ?"
                 " WHERE id = ? AND status = 'running'",
-                (job_id,),
+                (int(crashed), job_id),
             )
 
     async def recover(self) -> list[int]:
@@ -284,7 +288,8 @@ class SqliteJobQueue:
             async with db.execute("SELECT id FROM jobs WHERE status = 'running'") as cur:
                 ids = [row["id"] for row in await cur.fetchall()]
             await db.execute(
-                "UPDATE jobs SET status = 'pending', started_at = NULL WHERE status = 'running'"
+                "UPDATE jobs SET status = 'pending', started_at = NULL, crashes = crashes + 1"
+                " WHERE status = 'running'"
             )
         if ids:
             logger.warning("requeued %d job(s) left running by the last process: %s", len(ids), ids)

@@ -146,7 +146,10 @@ end
 
 local function reap(now)
   local expired = redis.call('ZRANGEBYSCORE', RUNNING, '-inf', now)
-  for _, id in ipairs(expired) do back_in_line(id) end
+  for _, id in ipairs(expired) do
+    redis.call('HINCRBY', job_key(id), 'crashes', 1)  -- its process died with it
+    back_in_line(id)
+  end
   if #expired > 0 then redis.call('PUBLISH', P..':work', 'requeued') end
   return expired
 end
@@ -269,10 +272,11 @@ finish(id, 'cancelled', ARGV[3], ARGV[4], now_ms(), tonumber(ARGV[5]), tonumber(
 return 1
 """
 
-# ARGV: prefix, id, token
+# ARGV: prefix, id, token, 1 if the attempt ended in a crash
 _REQUEUE = """
 local f = redis.call('HMGET', job_key(ARGV[2]), 'status', 'token')
 if f[1] ~= 'running' or f[2] ~= ARGV[3] then return 0 end
+if ARGV[4] == '1' then redis.call('HINCRBY', job_key(ARGV[2]), 'crashes', 1) end
 back_in_line(ARGV[2])
 redis.call('PUBLISH', P..':work', 'requeued')
 return 1
@@ -358,7 +362,7 @@ return math.max(current, floor)
 _LIGHT_FIELDS = (
     "kind", "status", "platform", "collection", "channel", "thread", "user", "message_id",
     "text", "attachment_name", "reply_to", "idempotency_key", "created_at", "started_at",
-    "finished_at", "attempts", "reply_patch",
+    "finished_at", "attempts", "reply_patch", "crashes",
 )
 
 
@@ -396,6 +400,7 @@ def _job_from(job_id: int, fields: Mapping[str, bytes | None], *, with_attachmen
         started_at=_seconds(fields.get("started_at")),
         finished_at=_seconds(fields.get("finished_at")),
         attempts=int(fields.get("attempts") or 0),
+        crashes=int(fields.get("crashes") or 0),
     )
 
 
@@ -626,10 +631,10 @@ class RedisJobQueue:
         await self._write_local(job_id, record)
         return True
 
-    async def requeue(self, job_id: int) -> None:
+    async def requeue(self, job_id: int, *, crashed: bool = False) -> None:
         token = self._held.pop(job_id, None)
         if token is not None:
-            await self._run("requeue", job_id, token)
+            await self._run("requeue", job_id, token, "1" if crashed else "0")
 
     async def recover(self) -> list[int]:
         """Put back in line the running jobs whose process went quiet (crashed) long enough.

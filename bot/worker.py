@@ -26,7 +26,7 @@ from concurrent.futures import Executor
 from typing import Any, Literal, TypeVar
 
 from adapters.base import Adapter
-from bot.errors import FolioError, GenerationCancelled, GeneratorUnavailable
+from bot.errors import FolioError, GenerationCancelled, GeneratorCrashed, GeneratorUnavailable
 from bot.history import History, build_record
 from bot.jobs import (
     AnswerOutcome,
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 FINAL_EDIT_WINDOW = 5  # the final edit may come early if fewer edits than this in as many intervals
 MAX_ATTEMPTS = 3  # claims of one job (the queue counts them) before it fails for good
+MAX_CRASHES = 2  # attempts of one job that may end in a native crash: the first is retried
 CancelReason = Literal["user", "shutdown"]
 
 
@@ -208,6 +209,14 @@ class _Requeue(Exception):
     """The engine stopped because we are shutting down: the job goes back to pending."""
 
 
+class _CrashRetry(Exception):
+    """The model's process died on this job for the first time: one more try, in a fresh one."""
+
+    def __init__(self, cause: GeneratorCrashed) -> None:
+        super().__init__(cause.message)
+        self.cause = cause
+
+
 class _Retry(Exception):
     """The generation server failed transiently: the job goes back to pending after a backoff."""
 
@@ -348,8 +357,14 @@ class Worker:
         job = running.job
         try:
             await self._process(running)
-        except Exception:
-            logger.exception("job %s: the worker failed; it stays running till restart", job.id)
+        except Exception as exc:
+            # A bug in the worker itself: the user still gets an answer and the job still ends,
+            # with its history row, instead of staying "running" with nobody told.
+            message = user_message(exc, context=f"worker, job {job.id}")
+            try:
+                await self._complete(job, JobStatus.FAILED, ErrorOutcome(message))
+            except Exception:
+                logger.exception("job %s: could not record its failure either", job.id)
         finally:
             self._running.pop(job.id, None)
             if job.kind is not JobKind.QUESTION:
@@ -420,6 +435,20 @@ class Worker:
             if await self._back_off(running, adapter, retry.cause):
                 return
             status, outcome = self._cancelled()
+        except _CrashRetry as crash:
+            relay.abort()
+            await relay.wait_acknowledged()
+            logger.warning("job %s: %s; trying once more in a fresh model process",
+                           job.id, crash.cause.reason)
+            try:
+                await adapter.post_status(
+                    job, "The model crashed on this question; trying once more."
+                )
+            except Exception:
+                logger.exception("job %s: post_status failed on %s", job.id, job.platform)
+            await self._queue.requeue(job.id, crashed=True)
+            self._wakeup.set()
+            return
         except BaseException:
             relay.abort()
             raise
@@ -478,6 +507,8 @@ class Worker:
         try:
             if running.cancel.is_set():
                 raise GenerationCancelled()
+            if job.crashes >= MAX_CRASHES:  # the bot died with it, twice: never a crash loop
+                raise GeneratorCrashed(f"Folio's process died {job.crashes} times answering it")
             if job.attempts > MAX_ATTEMPTS:  # it took the process down every time: stop trying
                 raise FolioError(
                     "Sorry, this request failed repeatedly and was dropped; try rephrasing it."
@@ -487,6 +518,13 @@ class Worker:
             if running.reason == "shutdown":
                 raise _Requeue() from exc
             return JobStatus.CANCELLED, ErrorOutcome(exc.message)
+        except GeneratorCrashed as exc:
+            if running.reason == "user":
+                return self._cancelled()
+            if job.crashes + 1 < MAX_CRASHES:
+                raise _CrashRetry(exc) from exc
+            logger.error("job %s: %s (crash %d); giving up", job.id, exc.reason, job.crashes + 1)
+            return JobStatus.FAILED, ErrorOutcome(exc.message)
         except GeneratorUnavailable as exc:
             if running.reason == "user":
                 return self._cancelled()

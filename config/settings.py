@@ -73,6 +73,17 @@ class GeneratorSettings(BaseModel):
         "keeps the key sentence verbatim if the model left it out; generate: the model's "
         "supported sentences only; extract: the best sentences verbatim, no model call.",
     )
+    extra_buffer_types: bool = Field(
+        default=False,
+        description="local: let llama.cpp repack weights into its extra buffer types (AMX on "
+        "Intel Xeons, CPU_REPACK elsewhere). Off: the AMX path segfaults and gives wrong results "
+        "for Q4_0/Q4_1 (llama.cpp PR #16315, issue #20824). Turn on once upstream is fixed.",
+    )
+    isolate: bool = Field(
+        default=True,
+        description="local: run the model in a supervised child process, so a native crash "
+        "costs one answer (retried once), never the bot and its platform connections.",
+    )
     # --- the "openai" back end (the API key comes only from FOLIO_GENERATOR_API_KEY) ---
     base_url: str = Field(
         default="",

@@ -8,6 +8,7 @@ start with `warm_up()`), so commands like `folio docs` start instantly.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sqlite3
@@ -166,6 +167,10 @@ class RagEngine:
 
     def close(self) -> None:
         self._store.close()
+        if self._generator.loaded:
+            close = getattr(self._generator.get(), "close", None)
+            if callable(close):
+                close()  # the model's child process, if it has one
 
     def _ready_index(self, collection: str) -> FaissIndex:
         """The vector index, checked once per collection against SQLite (rebuilt if they differ)."""
@@ -690,8 +695,11 @@ def repeats_itself(text: str) -> bool:
     return len(complete) != len(set(complete))
 
 
-def build_engine(settings: Settings) -> RagEngine:
-    """Construct the engine from settings (models load on first use)."""
+def build_engine(
+    settings: Settings, *, generator: Callable[[], Generator] | None = None
+) -> RagEngine:
+    """Construct the engine from settings (models load on first use). `generator` replaces the
+    configured generation back end (another model runner, or a test's)."""
     options = EngineOptions(
         collection=settings.default_collection,
         chunk_words=settings.chunking.target_words,
@@ -748,19 +756,26 @@ def build_engine(settings: Settings) -> RagEngine:
                 repeat_penalty=generation.repeat_penalty,
                 tokenizer_path=generation.tokenizer_path,
             )
-        return LlamaCppGenerator(
+        local = functools.partial(
+            LlamaCppGenerator,
             generation.model_path or default_generation_model(),
             context_tokens=generation.context_tokens,
             threads=generation.threads,
             batch_tokens=generation.batch_tokens,
             temperature=generation.temperature,
             repeat_penalty=generation.repeat_penalty,
+            extra_buffers=generation.extra_buffer_types,
         )
+        if generation.isolate:
+            from rag.generate_isolated import IsolatedGenerator
+
+            return IsolatedGenerator(local)
+        return local()
 
     return RagEngine(
         DocumentStore(settings.documents_db),
         make_embedder,
-        make_generator,
+        generator or make_generator,
         settings.index_dir,
         options,
     )

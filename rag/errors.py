@@ -35,3 +35,20 @@ class GeneratorUnavailable(FolioError):
 
 class DataFolderError(FolioError):
     """The data folder can't be opened or written (read-only, full, or not ours)."""
+
+
+class GeneratorCrashed(FolioError):
+    """The model's process died (a native crash: a signal such as SIGSEGV, or a hang).
+
+    The worker retries such a job once, in a fresh model process, then gives up with this
+    message, so one poisonous question can never put the bot in a crash loop.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"The model crashed on this question ({reason}); `folio doctor` says more."
+        )
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[GeneratorCrashed], tuple[str]]:
+        return (type(self), (self.reason,))

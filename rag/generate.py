@@ -8,9 +8,11 @@ tokens greedily. Only the worker thread calls it: a llama.cpp context is not thr
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypedDict
@@ -95,6 +97,61 @@ def gguf_chat_formatter(
     return render
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def extra_buffer_types(enabled: bool) -> Iterator[None]:
+    """Load llama.cpp models inside this block with or without its extra weight buffer types.
+
+    The extra buffer types are where llama.cpp repacks weights for a CPU's special kernels, AMX
+    among them. On Intel Xeons with AMX, Q4_0/Q4_1/Q8_0 weights go to the AMX buffer, whose
+    matrix multiply gives wrong results for Q4 and segfaults (llama.cpp PR #16315, issue #20824),
+    so Folio loads with them off unless `generator.extra_buffer_types` turns them on.
+    llama-cpp-python builds its model parameters from `llama_model_default_params()` inside
+    `Llama.__init__` and offers no argument for this field, so the defaults are wrapped for the
+    duration of the load; tests read the loaded model's parameters back to prove it took effect.
+    """
+    from llama_cpp import llama_cpp as native
+
+    defaults = native.llama_model_default_params
+    if not hasattr(defaults(), "use_extra_bufts"):
+        raise ConfigError(
+            "This llama-cpp-python has no use_extra_bufts model parameter, so Folio cannot keep "
+            "weights out of the AMX buffer; install llama-cpp-python 0.3.16 or newer."
+        )
+
+    def chosen() -> Any:
+        params = defaults()
+        params.use_extra_bufts = enabled
+        return params
+
+    with _PARAMS_LOCK:
+        native.llama_model_default_params = chosen
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = defaults
+
+
+def disable_extra_buffer_types_for_process() -> None:
+    """For a process that only serves a model (llama_cpp.server): every load, no extra buffers."""
+    from llama_cpp import llama_cpp as native
+
+    defaults = native.llama_model_default_params
+
+    def without_extra() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    if not hasattr(defaults(), "use_extra_bufts"):
+        raise ConfigError(
+            "This llama-cpp-python has no use_extra_bufts model parameter; install 0.3.16 or newer."
+        )
+    native.llama_model_default_params = without_extra
+
+
 class LlamaCppGenerator:
     """Any GGUF chat model through llama-cpp-python, loaded once."""
 
@@ -107,6 +164,8 @@ class LlamaCppGenerator:
         batch_tokens: int,
         temperature: float,
         repeat_penalty: float,
+        extra_buffers: bool = False,
+        verbose: bool = False,
     ) -> None:
         try:
             from llama_cpp import Llama
@@ -120,14 +179,15 @@ class LlamaCppGenerator:
                 "GGUF file, or leave it empty for the embedded SmolLM2."
             )
         try:
-            self._llm: Any = Llama(
-                model_path=str(model_path),
-                n_ctx=context_tokens,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=min(batch_tokens, context_tokens),
-                verbose=False,
-            )
+            with extra_buffer_types(extra_buffers):
+                self._llm: Any = Llama(
+                    model_path=str(model_path),
+                    n_ctx=context_tokens,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_batch=min(batch_tokens, context_tokens),
+                    verbose=verbose,
+                )
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(
                 f"The generation model {model_path} could not be loaded ({exc}); is it a valid GGUF?"
@@ -154,6 +214,11 @@ class LlamaCppGenerator:
     @property
     def context_tokens(self) -> int:
         return int(self._llm.n_ctx())
+
+    @property
+    def uses_extra_buffers(self) -> bool:
+        """What the loaded model's parameters say (read back, not what was asked for)."""
+        return bool(self._llm.model_params.use_extra_bufts)
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
         return self._formatter(messages)

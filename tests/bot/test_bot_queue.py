@@ -55,7 +55,9 @@ async def test_migrations_are_recorded_and_rerunning_is_a_no_op(tmp_path: Path) 
     await db.close()
     with sqlite3.connect(path) as raw:
         names = [r[0] for r in raw.execute("SELECT name FROM _migrations ORDER BY rowid")]
-        assert names == [fn.__name__ for fn in MIGRATIONS] == ["m001_jobs", "m002_history"]
+        assert names == [fn.__name__ for fn in MIGRATIONS] == [
+            "m001_jobs", "m002_history", "m003_job_crashes"
+        ]
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     again = await BotDatabase.open(path)
     await again.close()
@@ -67,12 +69,12 @@ async def test_a_failed_migration_leaves_nothing_half_done(tmp_path: Path) -> No
     path = tmp_path / "bot.sqlite"
     await (await BotDatabase.open(path)).close()
 
-    async def m003_broken(db: object) -> None:
+    async def m999_broken(db: object) -> None:
         conn = db  # an aiosqlite connection
         await conn.execute("CREATE TABLE half (x)")  # type: ignore[attr-defined]
         raise RuntimeError("boom")
 
-    MIGRATIONS.append(m003_broken)
+    MIGRATIONS.append(m999_broken)
     try:
         try:
             await BotDatabase.open(path)
@@ -81,11 +83,11 @@ async def test_a_failed_migration_leaves_nothing_half_done(tmp_path: Path) -> No
         else:
             raise AssertionError("the broken migration should have failed")
     finally:
-        MIGRATIONS.remove(m003_broken)
+        MIGRATIONS.remove(m999_broken)
     with sqlite3.connect(path) as raw:
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert "half" not in tables
-        assert raw.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
+        assert raw.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
 
 
 async def test_claim_only_takes_jobs_of_registered_platforms(tmp_path: Path) -> None:

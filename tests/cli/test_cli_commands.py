@@ -246,3 +246,26 @@ def test_doctor_rebuilds_a_deleted_vector_index(folio: Folio, indexed: Indexed) 
     assert faiss_file.exists()
     again = folio("--data-dir", str(indexed.data_dir), "doctor", "--json")
     assert json.loads(again.out)["collections"]["default"] == "ok"
+
+
+@pytest.mark.slow
+def test_doctor_checks_the_model_in_a_child_and_names_a_broken_one(
+    folio: Folio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = folio("--data-dir", str(tmp_path / "data"), "doctor", "--json")
+    assert report.code == 0, report.err
+    model = json.loads(report.out)["model"]
+    assert model["passed"] is True and model["generated"].strip()
+    assert "CPU" in model["system_info"] and model["buffers"]
+    assert model["extra_buffers"] is False and model["extra_types"] == []
+    text = folio("--data-dir", str(tmp_path / "data"), "doctor")
+    assert "model check: passed" in text.out
+    assert "extra buffer types off" in text.out
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\xff" * 256)  # a header, then garbage: llama.cpp refuses it
+    monkeypatch.setenv("FOLIO_GENERATOR__MODEL_PATH", str(broken))
+    failed = folio("--data-dir", str(tmp_path / "data"), "doctor")
+    assert failed.code == 1
+    [line] = [line for line in failed.out.splitlines() if line.startswith("model check:")]
+    assert line.startswith("model check: FAILED, broken.gguf:"), line

@@ -1,6 +1,7 @@
 """Real servers on loopback for the generation-server tests.
 
-`LlamaServer` runs llama-cpp-python's own OpenAI-compatible server (`python -m llama_cpp.server`)
+`LlamaServer` runs llama-cpp-python's own OpenAI-compatible server through Folio's wrapper
+(`python -m rag.llama_server`, which keeps weights out of the AMX buffer that crashes it)
 with the embedded SmolLM2 model on a free port, waits (bounded) until it answers, and can be
 killed mid-answer. `SilentServer` accepts connections and never answers (read timeouts).
 `StreamingStub` is a tiny OpenAI-compatible chat server that streams a fixed answer slowly and
@@ -58,23 +59,27 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    """`python -m llama_cpp.server` with the embedded model, on 127.0.0.1 only."""
+    """`python -m rag.llama_server` with the embedded model, on 127.0.0.1 only."""
 
-    def __init__(self, log_path: Path, *, threads: int = 1) -> None:
+    def __init__(
+        self, log_path: Path, *, threads: int = 1, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._log_path = log_path
         self._threads = threads
+        self._extra_args = extra_args
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LlamaServer:
         command = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "rag.llama_server",
             "--model", str(default_generation_model()),
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", str(CONTEXT_TOKENS), "--n_threads", str(self._threads),
             # Its default cuts a streaming answer short when another request arrives.
             "--interrupt_requests", "False",
+            *self._extra_args,
         ]
         log = self._log_path.open("ab")
         self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
