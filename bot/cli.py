@@ -273,8 +273,11 @@ def _short_name(name: str, width: int = 28) -> str:
 
 def answer_record(answer: Any, seconds: float) -> dict[str, Any]:
     """The JSON shape of an answer (shared by `ask --json` and `folio eval`)."""
+    from bot.render import render_answer
+
     return {
-        "answer": answer.text,
+        # What the user sees: for an abstention, the reply that names the closest pages.
+        "answer": render_answer(answer) if answer.abstained else answer.text,
         "citations": [[c.document, c.page, c.quote] for c in answer.citations],
         "retrieved": [[p.document, p.page] for p in answer.retrieved],
         "abstained": answer.abstained,

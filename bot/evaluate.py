@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 
 from config.settings import Settings
 from rag.normalize import normalize_for_match
+from rag.types import Turn
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Question:
     pages: list[int]
     must_include: list[str]
     kind: str
+    history: list[Turn] = field(default_factory=list)  # earlier turns of the conversation
 
     @property
     def answerable(self) -> bool:
@@ -45,6 +48,11 @@ class Scored:
     cited_gold: int = 0
     facts_found: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unfaithful(self) -> bool:
+        """An answer with a sentence that the pages it cites do not support."""
+        return bool(self.record.get("unsupported"))
 
 
 def load_questions(path: Path) -> list[Question]:
@@ -62,6 +70,8 @@ def load_questions(path: Path) -> list[Question]:
                     pages=[int(p) for p in item.get("pages") or []],
                     must_include=list(item.get("must_include") or []),
                     kind=item.get("kind") or ("unanswerable" if not item.get("pages") else "lookup"),
+                    history=[Turn(str(t["question"]), str(t["answer"]))
+                             for t in item.get("history") or []],
                 )
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -79,7 +89,7 @@ def score(question: Question, record: dict[str, Any]) -> Scored:
     citations = {(c[0], c[1]) for c in record["citations"]}
     scored.cited = len(citations)
     scored.cited_gold = len(citations & gold)
-    answer = normalize_for_match(record["answer"])
+    answer = "" if record["abstained"] else normalize_for_match(record["answer"])
     scored.facts_found = sum(1 for fact in question.must_include if normalize_for_match(fact) in answer)
     return scored
 
@@ -99,6 +109,7 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 def summarize(results: Sequence[Scored], k: int) -> dict[str, Any]:
     answerable = [r for r in results if r.question.answerable]
     unanswerable = [r for r in results if not r.question.answerable]
+    answered = [r for r in results if not r.record["abstained"]]
     cited = sum(r.cited for r in answerable)
     facts = sum(len(r.question.must_include) for r in answerable)
     seconds = [r.record["seconds"] for r in results]
@@ -116,6 +127,9 @@ def summarize(results: Sequence[Scored], k: int) -> dict[str, Any]:
             sum(1 for r in unanswerable if r.record["abstained"]), len(unanswerable)
         ),
         "false_abstention": _ratio(sum(1 for r in answerable if r.record["abstained"]), len(answerable)),
+        "unsupported_answers": _ratio(
+            sum(1 for r in answered if r.unfaithful), len(answered)
+        ),
         "latency_p50_s": _round(_percentile(seconds, 0.5)),
         "latency_p95_s": _round(_percentile(seconds, 0.95)),
     }
@@ -131,10 +145,42 @@ def summarize(results: Sequence[Scored], k: int) -> dict[str, Any]:
                 sum(r.facts_found for r in items), sum(len(r.question.must_include) for r in items)
             ),
             "false_abstention": _ratio(sum(1 for r in items if r.record["abstained"]), len(items)),
+            "citation_precision": _ratio(
+                sum(r.cited_gold for r in items), sum(r.cited for r in items)
+            ),
         }
         for kind, items in sorted(by_kind.items())
     }
     return summary
+
+
+def unsupported_sentences(answer: Any, page_text: Any) -> list[str]:
+    """The answer's sentences that the pages they cite do not strictly support (every content
+    word and number there). A sentence carrying `[file p.N]` marks is checked against those
+    pages; one without, against every page the answer cites."""
+    from rag.chunk import split_sentences
+    from rag.cite import strictly_supported
+
+    if answer.abstained:
+        return []
+    cited = {(c.document, c.page) for c in answer.citations}
+    texts = {key: page_text(*key) or "" for key in cited}
+    marks = re.compile(r"\[([^\[\]]+?) p\.(\d+)[^\]]*\]")
+    unsupported = []
+    for line in answer.text.splitlines():
+        sentences: list[str] = []
+        for piece in split_sentences(line.lstrip("-• ").strip()):
+            if sentences and not marks.sub("", piece).strip():
+                sentences[-1] = f"{sentences[-1]} {piece}"  # its marks end the sentence before
+            else:
+                sentences.append(piece)
+        for sentence in sentences:
+            own = {(d.strip(), int(p)) for d, p in marks.findall(sentence)}
+            pages = own or cited
+            source = " ".join(texts.get(key) or page_text(*key) or "" for key in pages)
+            if marks.sub("", sentence).strip() and not strictly_supported(sentence, source):
+                unsupported.append(sentence)
+    return unsupported
 
 
 def _round(value: float | None) -> float | None:
@@ -171,9 +217,15 @@ def run_eval(
         items = list(questions)
         for number, question in enumerate(items, start=1):
             started = time.perf_counter()
-            answer = engine.answer(question.question, collection=collection)
+            answer = engine.answer(question.question, collection=collection,
+                                   history=question.history)
             record = {"id": question.id, "question": question.question,
                       **answer_record(answer, time.perf_counter() - started)}
+            if question.history:
+                record["history"] = [[t.question, t.answer] for t in question.history]
+            record["unsupported"] = unsupported_sentences(
+                answer, lambda document, page: engine.page_text(collection, document, page)
+            )
             scored = score(question, record)
             results.append(scored)
             if out is not None:
@@ -204,13 +256,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  key-fact recall          {show(summary['key_fact_recall'])}",
         f"  abstention (unanswerable) {show(summary['abstention_unanswerable'])}",
         f"  false abstention         {show(summary['false_abstention'])}",
+        f"  unsupported answers      {show(summary['unsupported_answers'])}",
         f"  latency p50 / p95        {show(summary['latency_p50_s'])}s / {show(summary['latency_p95_s'])}s",
         "  by kind:",
     ]
     for kind, values in summary["by_kind"].items():
         lines.append(
             f"    {kind:<8} n={values['questions']:<3} hit@k={show(values['hit_at_k'])} "
-            f"cite={show(values['citation_hit'])} facts={show(values['key_fact_recall'])} "
+            f"cite={show(values['citation_hit'])} prec={show(values['citation_precision'])} "
+            f"facts={show(values['key_fact_recall'])} "
             f"false-abstain={show(values['false_abstention'])}"
         )
     return "\n".join(lines)

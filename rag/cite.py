@@ -106,12 +106,15 @@ def ground_sentences(
     page_text: Callable[[str, int], str | None],
     min_support: float = 0.5,
     question: str = "",
+    *,
+    strict: bool = False,
 ) -> list[GroundedSentence]:
     """Split the answer into sentences and cite each one that a passage supports.
 
     Support is measured on what a sentence adds to the question: echoing the question's words
     proves nothing, so "ingesting the same file twice can cause a crash" needs "cause" and
-    "crash" from a passage, not "ingest", "same", "file", "twice".
+    "crash" from a passage, not "ingest", "same", "file", "twice". With `strict`, a sentence is
+    cited only by a passage that says all of it (`strictly_supported`).
     """
     passage_words = [content_words(p.text) for p in passages]
     asked = content_words(question)
@@ -124,10 +127,12 @@ def ground_sentences(
         claimed = (words - asked) or words
         best_index, best_support = -1, 0.0
         for index, pwords in enumerate(passage_words):
+            if strict and not strictly_supported(sentence, passages[index].text):
+                continue
             support = len(claimed & pwords) / len(claimed) + 0.01 * len(words & pwords)
             if support > best_support:
                 best_index, best_support = index, support
-        if best_index < 0 or best_support < min_support:
+        if best_index < 0 or (not strict and best_support < min_support):
             grounded.append(GroundedSentence(sentence, None))
             continue
         passage = passages[best_index]
@@ -165,3 +170,25 @@ def drop_off_topic_pages(
             item = GroundedSentence(item.text, None)
         result.append(item)
     return result
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def numbers_in(text: str) -> set[str]:
+    """The numbers a text states, thousands separators removed ("1,188" and "1188" are equal)."""
+    return {n.replace(",", "") for n in _NUMBER.findall(normalize_for_match(text))}
+
+
+def strictly_supported(sentence: str, source: str) -> bool:
+    """Whether `source` says everything `sentence` says, word for word: every content word (up
+    to light stemming) and every number of the sentence occurs in it. The check a generated
+    sentence must pass to be shown; a document's own sentence passes it against its page."""
+    text = _CITATION_MARK.sub(" ", sentence)
+    words = content_words(text)
+    if not words:
+        return False
+    return words <= content_words(source) and numbers_in(text) <= numbers_in(source)
+
+
+_CITATION_MARK = re.compile(r"\[[^\[\]]+? p\.\d+[^\]]*\]")

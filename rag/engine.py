@@ -14,22 +14,24 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from config.settings import Settings
 from rag.chunk import Chunk, chunk_document, split_sentences
 from rag.cite import drop_off_topic_pages, ground_sentences, says_it_does_not_know
+from rag.compose import CompositionLimits, Part, compose, render_parts
 from rag.embed import Embedder, SentenceTransformerEmbedder
 from rag.errors import BadDocumentError, NotFoundError
 from rag.extract import Evidence, covers, rank_evidence
+from rag.followup import Standalone, standalone_question
 from rag.generate import Generator, LlamaCppGenerator
 from rag.index import FaissIndex
 from rag.models import default_embedding_model, default_generation_model
-from rag.normalize import strip_invisible
+from rag.normalize import FUNCTION_WORDS, strip_invisible
 from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
 from rag.prompt import PromptBuilder, PromptLimits, sanitize
 from rag.retrieve import HybridRetriever, RetrievalParams
@@ -53,11 +55,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 EMBED_BATCH = 64
-_FOLLOW_UP = re.compile(
-    r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|there|above|same|"
-    r"what about|and)\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +69,10 @@ class EngineOptions:
     min_evidence_score: float = 0.95
     evidence_sentences: int = 6
     abstain_on_unknown_terms: bool = True
-    answer_mode: str = "hybrid"
+    answer_mode: str = "evidence"
     min_support: float = 0.5
     relevance_margin: float = 0.3
+    composition: CompositionLimits = field(default_factory=CompositionLimits)
 
 
 class Lazy(Generic[T]):
@@ -106,15 +104,6 @@ def safe_document_name(name: str) -> str:
     while previous != base:  # strip spaces and dots until stable: ". ." and "a ." included
         previous, base = base, base.strip().strip(".")
     return base[:120] or "document.pdf"
-
-
-def standalone_question(question: str, history: Sequence[Turn]) -> str:
-    """A retrieval query for a follow-up: short or referring questions borrow the last question."""
-    if not history:
-        return question
-    if len(question.split()) <= 6 or _FOLLOW_UP.search(question):
-        return f"{history[-1].question} {question}"
-    return question
 
 
 class RagEngine:
@@ -207,6 +196,10 @@ class RagEngine:
 
     def collections(self) -> list[str]:
         return self._store.collections()
+
+    def page_text(self, collection: str, document: str, page: int) -> str | None:
+        """The stored text of one page (what quotes are verified against)."""
+        return self._store.page_text(collection, document, page)
 
     def forget(self, name: str, *, collection: str) -> DocumentInfo:
         with self._state:
@@ -385,17 +378,21 @@ class RagEngine:
         on_progress: ProgressCallback | None = None,
         cancelled: CancelCheck | None = None,
     ) -> Answer:
-        generator = self._generator.get()  # loads once; not counted in the answer's timings
-        embedder = self._embedder.get()
         options = self._options
+        writes = options.answer_mode != "evidence"
+        # The model loads once, on first use, and only in the modes where it writes.
+        generator = self._generator.get() if writes else None
+        embedder = self._embedder.get()
         started = time.perf_counter()
         timings = Timings()
         question = strip_invisible(question).strip()
         if on_progress:
             on_progress(AnswerProgress("searching"))
-        query = standalone_question(question, history)
-        passages = self.retrieve(query, collection=collection)
-        answer = Answer("", [], passages, abstained=True, model=generator.name, timings=timings)
+        standalone = standalone_question(question, history)
+        query = standalone.query
+        passages = self._retrieve_for(standalone, collection)
+        model = generator.name if generator is not None else "the documents' own sentences"
+        answer = Answer("", [], passages, abstained=True, model=model, timings=timings)
 
         def finish(reason: str = "") -> Answer:
             if reason:
@@ -408,7 +405,9 @@ class RagEngine:
             timings.retrieval = time.perf_counter() - started
             return finish(f"best passage similarity {best:.2f}")
         unknown = (
-            self._unknown_terms(question, collection) if options.abstain_on_unknown_terms else []
+            self._unknown_terms(question, collection, passages)
+            if options.abstain_on_unknown_terms
+            else []
         )
         with self._state:
             evidence = rank_evidence(query, passages, embedder)
@@ -436,21 +435,9 @@ class RagEngine:
         # else (measured: most wrong pages cited were such pages), so it is not cited.
         relevance = page_relevance(evidence)
 
-        def cite(text: str) -> None:
-            grounded = ground_sentences(text, passages, page_text, options.min_support, question)
-            grounded = drop_off_topic_pages(grounded, relevance, options.relevance_margin)
-            kept = [g for g in grounded if g.citation is not None]
-            if len(kept) < len(grounded):
-                answer.shortened = False  # what was cut off is not what is shown
-            if kept:
-                answer.text = " ".join(g.text for g in kept)
-                answer.citations = _distinct([g.citation for g in kept if g.citation])
-                answer.abstained = False
-                if len(kept) < len(grounded):
-                    logger.info("dropped %d unsupported sentence(s)", len(grounded) - len(kept))
-
-        if options.answer_mode == "extract":
-            cite(extractive_answer(evidence))
+        parts = compose(question, evidence, page_text, options.composition)
+        if generator is None:
+            self._use_parts(answer, question, parts)
             return finish()
 
         built = PromptBuilder(generator, options.prompt).build(question, support, history)
@@ -477,33 +464,77 @@ class RagEngine:
         text, answer.shortened = complete_sentences(
             sanitize(result.text), result.finish_reason == "length"
         )
+        written: list[Part] = []
         if text and not says_it_does_not_know(text):
-            cite(text)
+            # A generated sentence is shown only if one passage says all of it: every content
+            # word and number (what small models invent is a name, a number, a claim).
+            grounded = ground_sentences(text, passages, page_text, strict=True)
+            grounded = drop_off_topic_pages(grounded, relevance, options.relevance_margin)
+            written = [Part(g.text, g.citation) for g in grounded if g.citation is not None]
+            if len(written) < len(grounded):
+                answer.shortened = False  # what was cut off is not what is shown
+                logger.info("dropped %d unsupported sentence(s)", len(grounded) - len(written))
         if options.answer_mode == "hybrid":
-            if answer.abstained:
-                # The model's text was unsupported (or it gave up) although a sentence of the
-                # documents matches closely: answer with the documents' own words.
-                answer.shortened = False
-                cite(extractive_answer(evidence))
-            else:
-                cited = {(c.document, c.page) for c in answer.citations}
-                backbone = backbone_sentence(evidence, cited, options.relevance_margin)
-                if not covers(answer.text, backbone):
-                    cite(f"{answer.text} {backbone}")
+            # The model's checked sentences lead; the documents' sentences it does not already
+            # say follow, so the key fact is there even when the model left it out.
+            said = " ".join(p.text for p in written)
+            written += [p for p in parts if not covers(said, p.text)]
+        self._use_parts(answer, question, written)
         return finish()
 
-    def _unknown_terms(self, question: str, collection: str) -> list[str]:
+    def _retrieve_for(self, standalone: Standalone, collection: str) -> list[Passage]:
+        """Passages for the standalone question; a follow-up keeps to the documents the
+        conversation was about when they have matching passages."""
+        top_k = self._options.retrieval.top_k
+        if not standalone.documents:
+            return self.retrieve(standalone.query, collection=collection)
+        wider = self.retrieve(standalone.query, collection=collection, top_k=2 * top_k)
+        preferred = [p for p in wider if p.document in standalone.documents]
+        others = [p for p in wider if p.document not in standalone.documents]
+        return (preferred + others)[:top_k]
+
+    @staticmethod
+    def _use_parts(answer: Answer, question: str, parts: Sequence[Part]) -> None:
+        if not parts:
+            return
+        answer.text = render_parts(question, parts)
+        answer.citations = _distinct([p.citation for p in parts])
+        answer.abstained = False
+
+    def _unknown_terms(
+        self, question: str, collection: str, passages: Sequence[Passage] = ()
+    ) -> list[str]:
         """Names in the question (not common words) that no chunk of the collection contains."""
         vocabulary = self._vocabulary.get()
         unknown = []
         for term in question_terms(question):
             if "-" in term or "." in term or term.isdigit() or len(term) < 3:
                 continue  # multi-part terms and numbers are matched loosely; don't judge them
-            if term in vocabulary or term in _CONTRACTIONS:
+            if term in _CONTRACTIONS or any(form in vocabulary for form in word_forms(term)):
                 continue
-            if not self._store.term_in_collection(collection, term):
+            if not self._mentions(collection, term, None, passages):
                 unknown.append(term)
         return unknown
+
+    def _mentions(
+        self, collection: str, term: str, documents: Sequence[str] | None,
+        passages: Sequence[Passage],
+    ) -> bool:
+        """Whether the documents mention `term`: as a word, as another form of it ("binaries",
+        "binary"), as a word of a document's file name, or as the initials of words in the
+        passages found ("NOSA": NASA Open Source Agreement)."""
+        if self._store.term_in_collection(collection, term, documents):
+            return True
+        root = word_root(term)
+        if len(root) >= 4 and self._store.term_in_collection(
+            collection, root, documents, prefix=True
+        ):
+            return True
+        names = documents if documents is not None else [p.document for p in passages]
+        titles = [" ".join(re.split(r"[^a-z0-9]+", name.lower())) for name in names]
+        if any(term in title.split() or spells_initials(term, title) for title in titles):
+            return True
+        return any(spells_initials(term, p.text) for p in passages)
 
     def _names_missing_from(
         self, question: str, passages: Sequence[Passage], collection: str
@@ -524,9 +555,46 @@ class RagEngine:
                     continue
                 if term in _CONTRACTIONS or term in missing:
                     continue
-                if not self._store.term_in_collection(collection, term, documents):
+                if not self._mentions(collection, term, documents, passages):
                     missing.append(term)
         return missing
+
+
+def word_forms(word: str) -> list[str]:
+    """The word and the singular or base forms it may inflect ("binaries" -> "binary",
+    "greyed" -> "grey"), to look up in a vocabulary."""
+    forms = [word, word_root(word)]
+    if word.endswith("ies"):
+        forms.append(word[:-3] + "y")
+    if word.endswith(("es", "ed")):
+        forms.append(word[:-1])  # "notes" -> "note", "stored" -> "store"
+    return forms
+
+
+def word_root(word: str) -> str:
+    """A crude root shared by a word's inflections: "binaries" -> "binar", "cutoffs" ->
+    "cutoff", "greyed" -> "grey" (a prefix to search for, not a dictionary form)."""
+    for suffix in ("ies", "ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def spells_initials(term: str, text: str) -> bool:
+    """Whether consecutive words of `text` start with the letters of `term`, with or without
+    its function words ("NOSA": NASA Open Source Agreement; "DoD": Department of Defense), so
+    an acronym counts as mentioned where its expansion is written out."""
+    if not 2 <= len(term) <= 8 or not term.isalpha():
+        return False
+    term = term.lower()
+    every = re.findall(r"[a-z][a-z'-]*", text.lower())
+    content = [w for w in every if w not in FUNCTION_WORDS]
+    n = len(term)
+    return any(
+        "".join(w[0] for w in words[i : i + n]) == term
+        for words in (every, content)
+        for i in range(len(words) - n + 1)
+    )
 
 
 def question_names(question: str) -> list[str]:
@@ -559,29 +627,6 @@ _CONTRACTIONS = frozenset(
         "couldn",
     ]
 )
-
-
-def extractive_answer(evidence: Sequence[Evidence], margin: float = 0.08) -> str:
-    """The best sentence, plus the runner-up when it scores almost as well."""
-    chosen = [evidence[0].sentence]
-    if len(evidence) > 1 and evidence[1].score >= evidence[0].score - margin:
-        chosen.append(evidence[1].sentence)
-    return " ".join(chosen)
-
-
-def backbone_sentence(
-    evidence: Sequence[Evidence], cited: Collection[tuple[str, int]], margin: float
-) -> str:
-    """The evidence sentence an answer should not leave out: the best one, or, when a page the
-    answer already cites holds one nearly as good (within `margin`), that one, so the answer
-    keeps pointing at one place instead of adding a second page that says much the same."""
-    floor = evidence[0].score - margin
-    for item in evidence:
-        if item.score < floor:
-            break
-        if (item.passage.document, item.passage.page) in cited:
-            return item.sentence
-    return evidence[0].sentence
 
 
 def page_relevance(evidence: Sequence[Evidence]) -> dict[tuple[str, int], float]:
@@ -717,6 +762,7 @@ def build_engine(
         abstain_on_unknown_terms=settings.retrieval.abstain_on_unknown_terms,
         relevance_margin=settings.retrieval.relevance_margin,
         answer_mode=settings.generator.answer_mode,
+        composition=CompositionLimits(**settings.answer.model_dump()),
         prompt=PromptLimits(
             max_passages=settings.retrieval.prompt_passages,
             passage_tokens=settings.retrieval.prompt_passage_tokens,

@@ -320,13 +320,20 @@ class DocumentStore:
             last = ids[-1]
 
     def term_in_collection(
-        self, collection: str, term: str, documents: Sequence[str] | None = None
+        self,
+        collection: str,
+        term: str,
+        documents: Sequence[str] | None = None,
+        *,
+        prefix: bool = False,
     ) -> bool:
         """Whether any chunk of the collection (or of the named documents in it) contains the
-        term (same tokenizer as search)."""
+        term (same tokenizer as search); with `prefix`, any word that starts with it."""
         query = keyword_query(term)
         if not query:
             return True
+        if prefix:
+            query = " OR ".join(f"{part}*" for part in query.split(" OR "))
         names = list(dict.fromkeys(documents or ()))
         only = f" AND d.name IN ({', '.join('?' * len(names))})" if names else ""
         with self._lock:

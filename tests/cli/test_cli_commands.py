@@ -193,9 +193,11 @@ def test_ask_json_abstains_off_topic(folio: Folio, indexed: Indexed) -> None:
     )
     assert result.code == 0
     record = json.loads(result.out)
-    assert record["abstained"] is True
-    assert record["answer"] == "" and record["citations"] == []
-    assert record["retrieved"]
+    assert record["abstained"] is True and record["citations"] == []
+    # The reply the user sees: the documents don't say, and where to look instead.
+    assert record["answer"].startswith("The documents don't say. Closest: ")
+    closest = record["answer"].removeprefix("The documents don't say. Closest: ").rstrip(".")
+    assert [p.split(" p.")[0] for p in closest.split(", ")] and record["retrieved"]
 
 
 @pytest.mark.slow

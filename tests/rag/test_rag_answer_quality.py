@@ -16,7 +16,6 @@ from rag.embed import Vectors
 from rag.engine import (
     EngineOptions,
     RagEngine,
-    backbone_sentence,
     page_relevance,
     question_names,
 )
@@ -191,23 +190,6 @@ def test_a_page_without_evidence_counts_as_irrelevant_and_no_evidence_changes_no
 def test_page_relevance_is_the_best_sentence_score_per_page() -> None:
     items = [evidence(3, 1.4), evidence(5, 1.2), evidence(3, 0.7), evidence(5, 1.3)]
     assert page_relevance(items) == {("paper.pdf", 3): 1.4, ("paper.pdf", 5): 1.3}
-
-
-def test_the_backbone_sentence_comes_from_a_cited_page_when_one_is_nearly_as_good() -> None:
-    items = [
-        evidence(1, 1.50, "Abstract sentence restating the topic."),
-        evidence(8, 1.30, "Body sentence with the details."),
-        evidence(9, 1.00, "A weaker sentence."),
-    ]
-    cited_8 = {("paper.pdf", 8)}
-    cited_9 = {("paper.pdf", 9)}
-    assert backbone_sentence(items, cited_8, margin=0.3) == "Body sentence with the details."
-    assert backbone_sentence(items, cited_9, margin=0.3) == "Abstract sentence restating the topic."
-    assert backbone_sentence(items, cited_8, margin=0.1) == "Abstract sentence restating the topic."
-    assert backbone_sentence(items, set(), margin=0.3) == "Abstract sentence restating the topic."
-
-
-# --- names the answering documents never mention -----------------------------------------------
 
 
 def test_question_names_are_capitalised_words_inside_a_sentence() -> None:

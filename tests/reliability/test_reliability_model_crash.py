@@ -67,7 +67,7 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path, reliability_settings: Any) -> AsyncIterator[World]:
-    settings = reliability_settings(tmp_path / "data")
+    settings = reliability_settings(tmp_path / "data", generator={"answer_mode": "hybrid"})
     model = functools.partial(
         ScriptedGenerator, "I don't know.", crash_word="volcano", word_delay_s=0.01
     )

@@ -51,6 +51,7 @@ def folio_env(fake: FakeSlack) -> dict[str, str]:
         "FOLIO_SLACK__API_BASE_URL": fake.api_url,
         "FOLIO_SLACK__EDIT_INTERVAL_S": "0.2",
         "FOLIO_GENERATOR__THREADS": "1",
+        "FOLIO_GENERATOR__ANSWER_MODE": "hybrid",  # the model streams: there is a "mid-answer"
     }
 
 

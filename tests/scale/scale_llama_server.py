@@ -288,7 +288,7 @@ def server_settings(data_dir: Path, base_url: str, **generator: Any) -> Settings
         options = {
             "backend": "openai", "base_url": base_url, "context_tokens": CONTEXT_TOKENS,
             "max_answer_tokens": ANSWER_TOKENS, "connect_timeout_s": 2.0,
-            "read_timeout_s": 20.0, "retries": 0, **generator,
+            "read_timeout_s": 20.0, "retries": 0, "answer_mode": "hybrid", **generator,
         }
         return load_settings(data_dir=data_dir, generator=options)
 

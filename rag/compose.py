@@ -1,0 +1,157 @@
+"""Evidence-first answers: the documents' own sentences, chosen for coverage, each with its page.
+
+A 135M-parameter model paraphrases badly, drops the key fact and sometimes invents; the
+documents' sentences are already the best statement of what they say. So the answer is built
+from the ranked evidence sentences (rag.extract): the best one leads, then sentences that add
+something new (not a near-repeat of one already chosen), from pages that answer the question
+about as well as the best page does. A list question gets one item per line, each with its page;
+a why/how question gets the sentences that give the reason or the steps; a lookup leads with the
+sentence that holds the fact. Every sentence is quoted verbatim, so each is supported by the page
+it cites by construction; its quote is still checked against the stored page text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from rag.cite import content_words
+from rag.extract import Evidence
+from rag.normalize import normalize_for_match
+from rag.types import Citation
+
+QuestionKind = Literal["list", "why", "lookup"]
+
+_LIST = re.compile(
+    r"\b(?:list|enumerate|name (?:the|all|some|three|two|four|five)|what (?:are|were) (?:the )?"
+    r"(?:main |key |different |two |three |four |five )?\w+s\b|which \w+s\b|"
+    r"what \w+s (?:are|do|does|did|were|can)\b|"
+    r"types of|kinds of|examples of|categories of|steps|components|features|options|"
+    r"requirements|responsibilities|methods|techniques|approaches)",
+    re.IGNORECASE,
+)
+_WHY = re.compile(
+    r"^\s*(?:why|how (?:does|do|did|is|are|can|should|would|could)|what (?:is|was) the "
+    r"(?:purpose|reason|goal|point|rationale|motivation)|for what purpose|what happens)\b",
+    re.IGNORECASE,
+)
+# Display only: markup a document's text layer carries, and its own bracketed reference
+# numbers ("[12]", "[3, 4]"), which would read like Folio's page citations.
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,80}>")
+_REFERENCE = re.compile(r"\s?\[\d+(?:\s*[,–-]\s*\d+)*\]")
+
+
+@dataclass(frozen=True, slots=True)
+class CompositionLimits:
+    """How much evidence an answer may carry (calibrated by cross-validation on both dev sets)."""
+
+    sentences: int = 4  # lookup and why/how answers
+    list_items: int = 4  # list answers
+    score_margin: float = 0.8  # keep sentences scoring within this of the best sentence
+    page_margin: float = 0.0  # ... on pages whose score is within this of the best page's
+    redundancy: float = 0.6  # a sentence with this share of its words already said adds nothing
+    rank_weight: float = 0.1  # page choice: score lost per place in the retrieval ranking
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One sentence of the answer and the page it quotes."""
+
+    text: str
+    citation: Citation
+
+
+def question_kind(question: str) -> QuestionKind:
+    """list, why (a reason, purpose or mechanism) or lookup (one fact), from the wording alone."""
+    if _WHY.search(question):
+        return "why"
+    if _LIST.search(question):
+        return "list"
+    return "lookup"
+
+
+def display_text(sentence: str) -> str:
+    """A document sentence as shown: without markup or bracketed reference numbers."""
+    text = _REFERENCE.sub("", _TAG.sub(" ", sentence))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def page_scores(evidence: Sequence[Evidence], rank_weight: float) -> dict[tuple[str, int], float]:
+    """How well each page answers: its best sentence's score, less `rank_weight` per place its
+    best passage stands below the first in retrieval (both signals, not one, pick the page)."""
+    order = sorted({e.passage.chunk_id: e.passage.score for e in evidence}.items(),
+                   key=lambda item: -item[1])
+    rank = {chunk_id: position for position, (chunk_id, _) in enumerate(order)}
+    scores: dict[tuple[str, int], float] = {}
+    for item in evidence:
+        key = (item.passage.document, item.passage.page)
+        score = item.score - rank_weight * rank[item.passage.chunk_id]
+        scores[key] = max(scores.get(key, score), score)
+    return scores
+
+
+def choose_evidence(
+    evidence: Sequence[Evidence], kind: QuestionKind, limits: CompositionLimits
+) -> list[Evidence]:
+    """The best sentence of the best page first, then the next best sentences that score close
+    to the best, stand on a page nearly as good as the best page, and are not near-repeats of a
+    sentence already chosen."""
+    if not evidence:
+        return []
+    pages = page_scores(evidence, limits.rank_weight)
+    best_page = max(pages, key=lambda key: pages[key])
+    floor = evidence[0].score - limits.score_margin
+    most = limits.list_items if kind == "list" else limits.sentences
+    candidates = [e for e in evidence
+                  if (e.passage.document, e.passage.page) == best_page] + [
+        e for e in evidence if (e.passage.document, e.passage.page) != best_page]
+    lead = candidates[0]
+    rest = sorted(candidates[1:], key=lambda e: -e.score)
+    chosen: list[Evidence] = []
+    said: list[set[str]] = []
+    for item in [lead, *rest]:
+        if len(chosen) >= most:
+            break
+        key = (item.passage.document, item.passage.page)
+        if item is not lead and (
+            item.score < floor or pages[key] < pages[best_page] - limits.page_margin
+        ):
+            continue
+        words = content_words(item.sentence)
+        if words and any(len(words & earlier) / len(words) >= limits.redundancy
+                         for earlier in said):
+            continue
+        chosen.append(item)
+        said.append(words)
+    return chosen
+
+
+def compose(
+    question: str,
+    evidence: Sequence[Evidence],
+    page_text: Callable[[str, int], str | None],
+    limits: CompositionLimits,
+) -> list[Part]:
+    """The answer's parts, best first; a sentence whose quote cannot be verified is left out."""
+    kind = question_kind(question)
+    parts = []
+    for item in choose_evidence(evidence, kind, limits):
+        stored = page_text(item.passage.document, item.passage.page)
+        if stored is None or normalize_for_match(item.sentence) not in normalize_for_match(stored):
+            continue
+        text = display_text(item.sentence)
+        if text:
+            quote = " ".join(item.sentence.split()[:25])
+            parts.append(Part(text, Citation(item.passage.document, item.passage.page, quote)))
+    return parts
+
+
+def render_parts(question: str, parts: Sequence[Part]) -> str:
+    """The answer text: list items one per line, other answers as prose; each with its page."""
+    if not parts:
+        return ""
+    if question_kind(question) == "list" and len(parts) > 1:
+        return "\n".join(f"- {p.text} {p.citation.render()}" for p in parts)
+    return " ".join(f"{p.text} {p.citation.render()}" for p in parts)
