@@ -13,8 +13,8 @@ import string
 from urllib.parse import quote, unquote
 
 import aiohttp
-from conftest import StartSite
 from pdfs import make_pdf
+from web_harness import StartSite
 from yarl import URL
 
 from rag.types import Answer, Citation, Passage
@@ -331,3 +331,28 @@ async def test_a_bearer_token_works_for_scripts_without_csrf(start_site: StartSi
         async with http.get(site.url + "api/queue",
                             headers={"Authorization": "Bearer nope"}) as response:
             assert response.status == 401
+
+
+async def test_follow_ups_in_a_conversation_carry_its_earlier_turns_only(
+    start_site: StartSite,
+) -> None:
+    site = await start_site()
+    alice, bob = site.person(), site.person()
+    await alice.open("/")
+    await bob.open("/")
+    first = {"question": "What is the harbour fee?", "conversation": "c1"}
+    assert (await alice.call("POST", "/api/ask", json=first))[0] == 200
+    assert (await alice.call("POST", "/api/ask",
+                             json={"question": "and in May?", "conversation": "c1"}))[0] == 200
+    assert (await alice.call("POST", "/api/ask",
+                             json={"question": "fresh start", "conversation": "c2"}))[0] == 200
+    # Bob using alice's conversation id gets a conversation of his own, not her turns.
+    assert (await bob.call("POST", "/api/ask",
+                           json={"question": "and then?", "conversation": "c1"}))[0] == 200
+    history = {call.question: call.history for call in site.engine.calls}
+    assert [t.question for t in history["and in May?"]] == ["What is the harbour fee?"]
+    assert history["fresh start"] == ()
+    assert history["and then?"] == ()
+    status, body = await alice.call("POST", "/api/ask",
+                                    json={"question": "x", "conversation": "../../etc"})
+    assert status == 400 and "conversation" in body["error"]

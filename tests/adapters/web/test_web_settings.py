@@ -99,3 +99,40 @@ async def test_a_taken_port_costs_the_page_not_the_bot(
         [adapter] = _build_adapters(settings, core, ["web"])
         assert await _start_web(adapter) is False
     assert any("web page not started" in r.getMessage() for r in caplog.records)
+
+
+async def test_folio_run_serves_the_page_beside_the_terminal_chat_and_prints_its_url(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    import aiohttp
+
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "--data-dir", str(tmp_path), "run",
+        cwd=ROOT, env=_clean_env(FOLIO_WEB__PORT="0", FOLIO_GENERATOR__THREADS="1"),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert bot.stderr is not None and bot.stdin is not None and bot.stdout is not None
+        url = ""
+        while not url:
+            line = (await asyncio.wait_for(bot.stderr.readline(), 120)).decode()
+            assert line, "folio run ended before printing the web page's URL"
+            if line.startswith("Folio web page: "):
+                url = line.split(": ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "healthz") as response:
+                assert response.status == 200
+            async with http.get(url) as response:
+                assert response.status == 200 and "Ask a question" in await response.text()
+        bot.stdin.write(b"/quit\n")
+        await bot.stdin.drain()
+        assert await asyncio.wait_for(bot.wait(), 60) == 0
+        assert "Folio chat" in (await bot.stdout.read()).decode()
+    finally:
+        if bot.returncode is None:
+            bot.kill()
+            await bot.wait()
