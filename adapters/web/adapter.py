@@ -150,6 +150,10 @@ class WebAdapter:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}/"
         logger.info("web page at %s", self.url)
+        if not self.options.loopback and not self.options.admin_token:
+            logger.warning("the web page is reachable from other machines and "
+                           "FOLIO_WEB_ADMIN_TOKEN is not set: nobody can add or forget "
+                           "documents from it")
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -161,7 +161,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         else:
             response = exc
     if fresh is not None and not response.prepared and COOKIE not in response.cookies:
-        _set_cookie(ctx, response, fresh)
+        _set_cookie(ctx, request, response, fresh)
     _security_headers(response, request)
     return response
 
@@ -198,10 +198,15 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
         raise HttpProblem(403, "The form expired or came from another site; reload the page.")
 
 
-def _set_cookie(ctx: Context, response: web.StreamResponse, session: Session) -> None:
+def _set_cookie(
+    ctx: Context, request: web.Request, response: web.StreamResponse, session: Session
+) -> None:
+    # Secure whenever the page is reached over HTTPS (directly or through a TLS proxy); a
+    # Secure cookie on plain HTTP would never come back and sign-in would loop.
+    https = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
     response.set_cookie(
         COOKIE, ctx.signer.dumps(session), max_age=int(ctx.signer.max_age_s), httponly=True,
-        samesite="Strict", path="/", secure=not ctx.options.loopback,
+        samesite="Strict", path="/", secure=https,
     )
 
 
@@ -347,7 +352,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     name = clean_name(str(form.get("name", ""))) or f"guest-{secrets.token_hex(2)}"
     fresh = session.sign_in(name, admin=admin)
     response = _redirect("/")
-    _set_cookie(ctx, response, fresh)
+    _set_cookie(ctx, request, response, fresh)
     return response
 
 
@@ -457,10 +462,13 @@ async def api_docs(request: web.Request) -> web.Response:
 
 
 async def _read_uploads(request: web.Request) -> tuple[str, list[dict[str, Any]], list[int]]:
-    """Read a multipart upload part by part; queue an ingest job per acceptable file.
+    """Read a multipart upload part by part, queueing an ingest job per acceptable file as soon
+    as it is read (so only one file is in memory).
 
     Returns (collection, outcomes refused here, ids of the queued jobs). A file over the size
-    limit, or not a PDF, gets a one-line reason and is not queued; the others still go in.
+    limit, not a PDF, or beyond the per-upload count gets a one-line reason and is not queued;
+    the others still go in. The CSRF token (a header, or a field before the files) and the
+    collection field must come before the first file.
     """
     ctx = request.app[CTX]
     session = _me(request)
@@ -471,7 +479,7 @@ async def _read_uploads(request: web.Request) -> tuple[str, list[dict[str, Any]]
     csrf_ok = request["bearer"] or same_secret(request.headers.get(CSRF_HEADER, ""), session.csrf)
     collection = ctx.options.collections[0]
     refused: list[dict[str, Any]] = []
-    accepted: list[tuple[str, bytes]] = []
+    job_ids: list[int] = []
     files = 0
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
@@ -480,24 +488,27 @@ async def _read_uploads(request: web.Request) -> tuple[str, list[dict[str, Any]]
             value = (await part.read(decode=True))[:4096].decode("utf-8", "replace")
             if part.name == CSRF_FIELD:
                 csrf_ok = csrf_ok or same_secret(value, session.csrf)
-            elif part.name == "collection":
+            elif part.name == "collection" and value:
                 collection = ctx.collection(value)
             continue
         if not csrf_ok:
             raise HttpProblem(403, "The form expired or came from another site; reload the page.")
+        if files == 0:
+            _limit(ctx.writes, session.user, "uploads")
         files += 1
-        if files > ctx.options.max_files_per_upload:
-            raise HttpProblem(413, f"At most {ctx.options.max_files_per_upload} files at once.")
         name = part.filename
         data = bytearray()
         too_big = False
         while chunk := await part.read_chunk(256 * 1024):
-            if len(data) + len(chunk) > limit:
+            if too_big or len(data) + len(chunk) > limit:
                 too_big = True
+                data.clear()
                 continue  # drain the rest of this part; keep nothing of it
             data.extend(chunk)
         reason = ""
-        if too_big:
+        if files > ctx.options.max_files_per_upload:
+            reason = f"more than {ctx.options.max_files_per_upload} files in one upload"
+        elif too_big:
             reason = f"larger than the {limit / 1_000_000:g} MB limit"
         elif not name.lower().endswith(".pdf"):
             reason = "not a PDF (the name must end in .pdf)"
@@ -508,17 +519,14 @@ async def _read_uploads(request: web.Request) -> tuple[str, list[dict[str, Any]]
         if reason:
             refused.append({"name": name, "status": "failed", "pages": 0, "chunks": 0,
                             "reason": reason})
-        else:
-            accepted.append((name, bytes(data)))
+            continue
+        job_ids.append(await _submit(
+            request, JobKind.INGEST, collection, attachment=Attachment(name, bytes(data))
+        ))
     if not csrf_ok:
         raise HttpProblem(403, "The form expired or came from another site; reload the page.")
     if not files:
         raise HttpProblem(400, "Choose at least one PDF.")
-    _limit(ctx.writes, session.user, "uploads")
-    job_ids = [
-        await _submit(request, JobKind.INGEST, collection, attachment=Attachment(name, data))
-        for name, data in accepted
-    ]
     return collection, refused, job_ids
 
 

@@ -356,3 +356,18 @@ async def test_follow_ups_in_a_conversation_carry_its_earlier_turns_only(
     status, body = await alice.call("POST", "/api/ask",
                                     json={"question": "x", "conversation": "../../etc"})
     assert status == 400 and "conversation" in body["error"]
+
+
+async def test_files_beyond_the_per_upload_count_get_a_reason(start_site: StartSite) -> None:
+    site = await start_site(max_files_per_upload=1)
+    admin = site.person()
+    await admin.open("/")
+    form = aiohttp.FormData()
+    form.add_field("files", make_pdf(["one"]), filename="one.pdf")
+    form.add_field("files", make_pdf(["two"]), filename="two.pdf")
+    status, body = await admin.call("POST", "/api/docs", data=form)
+    assert status == 200, body
+    assert {f["name"]: f["reason"] for f in body["files"]} == {
+        "one.pdf": "", "two.pdf": "more than 1 files in one upload",
+    }
+    assert [name for name, _, _ in site.engine.ingested] == ["one.pdf"]

@@ -114,7 +114,7 @@ async def _ask(page: Any, question: str) -> None:
 async def test_ask_streams_the_answer_and_a_citation_opens_the_pdf_at_its_page(
     site: dict[str, Any], browser: Any
 ) -> None:
-    context = await browser.new_context(viewport={"width": 1100, "height": 720})
+    context = await browser.new_context(viewport={"width": 1000, "height": 500})
     page = await context.new_page()
     await page.goto(site["url"])
     # Record every text the answer box shows while it streams (before the final answer).
@@ -161,7 +161,7 @@ async def test_upload_is_listed_then_forgotten(
     upload.write_bytes(make_pdf(["The first ferry to Gull Island leaves at seven."]))
     junk = tmp_path / "notes.pdf"
     junk.write_bytes(b"<html>this is not a PDF</html>")
-    context = await browser.new_context(viewport={"width": 1100, "height": 720})
+    context = await browser.new_context(viewport={"width": 1000, "height": 500})
     page = await context.new_page()
     await page.goto(site["url"] + "documents")
     await page.set_input_files("#upload input[type=file]", [str(upload), str(junk)])
@@ -186,8 +186,8 @@ async def test_upload_is_listed_then_forgotten(
 async def test_a_second_user_cannot_see_the_first_users_history(
     site: dict[str, Any], browser: Any
 ) -> None:
-    first = await browser.new_context(viewport={"width": 1100, "height": 720})
-    second = await browser.new_context(viewport={"width": 1100, "height": 720})
+    first = await browser.new_context(viewport={"width": 1000, "height": 500})
+    second = await browser.new_context(viewport={"width": 1000, "height": 500})
     mine = await first.new_page()
     await mine.goto(site["url"] + "login")
     await mine.fill("input[name=name]", "Ada")
