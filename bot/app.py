@@ -38,7 +38,7 @@ def configured_platforms(settings: Settings) -> list[str]:
 
 
 def _web_adapter(settings: Settings, core: BotCore) -> Any:
-    from adapters.web import WebAdapter, WebOptions
+    from adapters.web import WebAdapter, WebOptions, web_platform
 
     def secret(value: Any) -> str | None:
         return value.get_secret_value() if value is not None else None
@@ -58,6 +58,7 @@ def _web_adapter(settings: Settings, core: BotCore) -> Any:
         session_days=web.session_days,
         history_limit=web.history_limit,
         answer_timeout_s=web.answer_timeout_s,
+        platform=web_platform(shared_queue=settings.queue.backend == "redis"),
     ))
 
 
@@ -114,6 +115,8 @@ async def run_bot(settings: Settings, *, console: bool | None = None) -> int:
         )
         adapters.append(chat)
     for adapter in adapters:
+        if adapter.platform.startswith("web"):
+            continue  # registered once it listens (a page that can't start takes no jobs)
         core.register(adapter)
     stop = asyncio.Event()
     _install_signal_handlers(stop.set)
@@ -122,8 +125,10 @@ async def run_bot(settings: Settings, *, console: bool | None = None) -> int:
         for adapter in list(adapters):
             if adapter is chat:
                 continue
-            if adapter.platform == "web":
-                if not await _start_web(adapter):
+            if adapter.platform.startswith("web"):
+                if await _start_web(adapter):
+                    core.register(adapter)
+                else:
                     adapters.remove(adapter)
                 continue
             await adapter.start()

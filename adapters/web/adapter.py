@@ -25,6 +25,20 @@ logger = logging.getLogger(__name__)
 PLATFORM = "web"
 
 
+def web_platform(*, shared_queue: bool) -> str:
+    """The platform name of this page's jobs: "web", or "web-<host>" when a queue shared by
+    several processes (Redis) could hand a job to another node, whose page would have no one
+    watching it. One page per host (they would share the port anyway), and stable across
+    restarts, so a user's history stays theirs."""
+    if not shared_queue:
+        return PLATFORM
+    import re
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname()) or "host"
+    return f"{PLATFORM}-{host}"
+
+
 class WebCore(Protocol):
     """What the page needs from `bot.core.BotCore`."""
 
@@ -65,6 +79,7 @@ class WebOptions:
     history_limit: int = 50
     answer_timeout_s: float = 600.0
     max_files_per_upload: int = 20
+    platform: str = PLATFORM  # see web_platform
 
     @property
     def loopback(self) -> bool:
@@ -117,11 +132,10 @@ def ingest_event(report: IngestReport) -> dict[str, Any]:
 class WebAdapter:
     """The web page: serves HTTP on `options.host:port` and answers the core's calls for its jobs."""
 
-    platform = PLATFORM
-
     def __init__(self, core: WebCore, options: WebOptions) -> None:
         self._core = core
         self.options = options
+        self.platform = options.platform
         self.live = LiveJobs()
         self._runner: Any = None
         self.url = ""  # set by start(), with the real port (port 0 = any free one)

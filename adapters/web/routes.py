@@ -22,7 +22,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from adapters.web import pages
-from adapters.web.adapter import PLATFORM, WebCore, WebOptions
+from adapters.web.adapter import WebCore, WebOptions
 from adapters.web.live import Event, LiveJobs
 from adapters.web.security import (
     COOKIE,
@@ -289,7 +289,7 @@ async def _submit(request: web.Request, kind: JobKind, collection: str, *, text:
     ctx = request.app[CTX]
     session = _me(request)
     job = Job(
-        kind=kind, platform=PLATFORM, collection=collection, channel="web",
+        kind=kind, platform=ctx.options.platform, collection=collection, channel="web",
         thread=f"{session.user}:{thread}" if thread else "",
         user=session.user, idempotency_key=secrets.token_hex(12), text=text,
         attachment=attachment, reply_to={"user": session.user},
@@ -623,7 +623,7 @@ async def _queue(request: web.Request) -> list[dict[str, Any]]:
         raise _folio_problem(exc) from exc
     rows = []
     for job, position, eta in entries:
-        mine = job.platform == PLATFORM and job.user == session.user
+        mine = job.platform == ctx.options.platform and job.user == session.user
         shown = mine or admin
         rows.append({
             "job": job.id, "kind": job.kind.value, "status": job.status.value,
@@ -650,7 +650,9 @@ async def _cancel(request: web.Request, job_id: int) -> str:
     session = _me(request)
     _limit(ctx.writes, session.user, "changes")
     try:
-        job = await ctx.core.cancel(PLATFORM, session.user, job_id, as_admin=ctx.is_admin(session))
+        job = await ctx.core.cancel(
+            ctx.options.platform, session.user, job_id, as_admin=ctx.is_admin(session)
+        )
     except Exception as exc:
         raise _folio_problem(exc) from exc
     return f"Cancelling job {job.id}."
@@ -689,7 +691,7 @@ async def _history(request: web.Request, everyone: bool) -> list[dict[str, Any]]
              "answer": r["answer"], "citations": [], "asked_at": r["asked_at"]}
             for r in rows
         ]
-    entries = await ctx.core.history(PLATFORM, session.user, limit=limit)
+    entries = await ctx.core.history(ctx.options.platform, session.user, limit=limit)
     return [
         {"job": e.job_id, "who": "you", "collection": e.collection, "status": e.status,
          "kind": e.kind, "question": e.question, "answer": e.answer or e.error,

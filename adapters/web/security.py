@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -21,6 +22,8 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 COOKIE = "folio_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -114,11 +117,15 @@ def session_key(secret: str | None, data_dir: Path) -> bytes:
         key = path.read_bytes()
         if len(key) >= 32:
             return key
-    data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+    except OSError as exc:
+        logger.warning("cannot keep the web session key in %s (%s): sessions end when Folio "
+                       "restarts; set FOLIO_WEB_SECRET to keep them", path, exc.strerror or exc)
     return key
 
 

@@ -145,6 +145,8 @@ async def test_ask_streams_the_answer_and_a_citation_opens_the_pdf_at_its_page(
     await pdf_tab.wait_for_load_state()
     assert pdf_tab.url == site["url"] + "files/default/harbour-guide.pdf#page=2"
     assert await pdf_tab.evaluate("document.contentType") == "application/pdf"
+    await pdf_tab.wait_for_timeout(1500)  # let the viewer draw the page, for the screenshot
+    await _shoot(pdf_tab, "pdf", site["tmp"])
 
     # An abstention names the closest pages instead, as links too.
     await _ask(page, "What colour is the harbour master's bicycle?")

@@ -136,3 +136,12 @@ async def test_folio_run_serves_the_page_beside_the_terminal_chat_and_prints_its
         if bot.returncode is None:
             bot.kill()
             await bot.wait()
+
+
+def test_with_a_shared_queue_the_pages_jobs_are_named_after_the_host() -> None:
+    from adapters.web import web_platform
+
+    assert web_platform(shared_queue=False) == "web"
+    shared = web_platform(shared_queue=True)
+    assert shared.startswith("web-") and shared == web_platform(shared_queue=True)
+    assert "/" not in shared and " " not in shared
