@@ -33,6 +33,7 @@ from adapters.web.security import (
     SessionSigner,
     clean_name,
     same_secret,
+    secrets_mark,
     session_key,
 )
 from bot.errors import FolioError, NotFoundError, PermissionDeniedError, QueueFullError
@@ -61,6 +62,7 @@ class Context:
     signer: SessionSigner
     questions: RateLimiter
     writes: RateLimiter
+    mark: str = ""  # of the current password and admin token (see `secrets_mark`)
 
     def is_admin(self, session: Session) -> bool:
         """The admin rule: with FOLIO_WEB_ADMIN_TOKEN set, whoever entered it; without it, every
@@ -99,6 +101,7 @@ def build_app(core: WebCore, options: WebOptions, live: LiveJobs) -> web.Applica
         signer=SessionSigner(key, max_age_s=options.session_days * 86400),
         questions=RateLimiter(options.questions_per_minute),
         writes=RateLimiter(options.writes_per_minute),
+        mark=secrets_mark(options.password, options.admin_token),
     )
     # The body limit of non-streamed requests; uploads are read part by part with their own cap.
     app = web.Application(middlewares=[_guard], client_max_size=1024 * 1024)
@@ -178,12 +181,12 @@ def _session(ctx: Context, request: web.Request) -> tuple[Session, bool, Session
             return Session(csrf="", issued=time.time(), user="api", name="api"), True, None
         raise HttpProblem(401, "That bearer token is not valid.")
     session = ctx.signer.loads(request.cookies.get(COOKIE))
-    if session is not None:
+    if session is not None and (not session.signed_in or session.mark == ctx.mark):
         return session, False, None
     fresh = Session.anonymous()
     if ctx.options.loopback and not ctx.options.password:
         # Loopback needs no sign-in: a generated name, changeable on /login.
-        fresh = fresh.sign_in(f"guest-{secrets.token_hex(2)}", admin=False)
+        fresh = fresh.sign_in(f"guest-{secrets.token_hex(2)}", admin=False, mark=ctx.mark)
     return fresh, False, fresh
 
 
@@ -350,7 +353,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             raise HttpProblem(403, "Wrong admin token.")
         admin = True
     name = clean_name(str(form.get("name", ""))) or f"guest-{secrets.token_hex(2)}"
-    fresh = session.sign_in(name, admin=admin)
+    fresh = session.sign_in(name, admin=admin, mark=ctx.mark)
     response = _redirect("/")
     _set_cookie(ctx, request, response, fresh)
     return response

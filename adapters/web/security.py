@@ -39,6 +39,7 @@ class Session:
     user: str = ""
     name: str = ""
     admin: bool = False
+    mark: str = ""  # `secrets_mark` of the password and admin token it was signed in with
 
     @property
     def signed_in(self) -> bool:
@@ -48,12 +49,19 @@ class Session:
     def anonymous(cls) -> Session:
         return cls(csrf=secrets.token_urlsafe(24), issued=time.time())
 
-    def sign_in(self, name: str, *, admin: bool) -> Session:
+    def sign_in(self, name: str, *, admin: bool, mark: str = "") -> Session:
         """A fresh identity and CSRF token (a token seen before signing in is not reused)."""
         return replace(
-            self, user=user_id_for(name), name=name, admin=admin,
+            self, user=user_id_for(name), name=name, admin=admin, mark=mark,
             csrf=secrets.token_urlsafe(24), issued=time.time(),
         )
+
+
+def secrets_mark(password: str | None, admin_token: str | None) -> str:
+    """A short digest of the sign-in secrets: a session signed in under other ones (the
+    password or admin token was changed) is no longer valid."""
+    both = f"{password or ''}\0{admin_token or ''}".encode()
+    return hashlib.sha256(b"folio-web-mark\0" + both).hexdigest()[:16]
 
 
 def user_id_for(name: str) -> str:
@@ -94,7 +102,7 @@ class SessionSigner:
             data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
             session = Session(
                 csrf=str(data["csrf"]), issued=float(data["issued"]), user=str(data["user"]),
-                name=str(data["name"]), admin=bool(data["admin"]),
+                name=str(data["name"]), admin=bool(data["admin"]), mark=str(data.get("mark", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None

@@ -205,7 +205,41 @@ function setUpForget(table) {
   });
 }
 
+// The queue page refreshes itself every few seconds (positions move as jobs finish).
+function setUpQueue(table) {
+  const render = (rows) => {
+    const body = table.querySelector("tbody");
+    body.replaceChildren();
+    if (!rows.length) body.append(el("tr", {}, el("td", { colspan: "7", class: "empty" }, "Nothing waiting.")));
+    for (const r of rows) {
+      const cancel = el("td", {});
+      if (r.can_cancel) cancel.append(el("button", { class: "danger", "data-job": String(r.job) }, "Cancel"));
+      body.append(el("tr", { class: r.status },
+        el("td", {}, r.position === 0 ? "running" : String(r.position)), el("td", {}, String(r.job)),
+        el("td", {}, r.kind), el("td", {}, r.who), el("td", {}, r.text),
+        el("td", {}, r.position === 0 ? "now" : `~${Math.round(r.eta_s)}s`), cancel));
+    }
+  };
+  const refresh = async () => {
+    const response = await fetch("/api/queue");
+    if (response.ok) render(await response.json());
+  };
+  table.addEventListener("click", async (event) => {
+    const button = event.target.closest("button.danger");
+    if (!button) return;
+    event.preventDefault();
+    const job = button.dataset.job || button.closest("form").elements.job.value;
+    button.disabled = true;
+    await fetch(`/api/queue/${encodeURIComponent(job)}/cancel`,
+      { method: "POST", headers: { "X-CSRF-Token": csrf() } });
+    await refresh();
+  });
+  setInterval(refresh, 3000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const queue = document.getElementById("queue");
+  if (queue) setUpQueue(queue);
   const ask = document.getElementById("ask-form");
   if (ask) setUpChat(ask);
   const upload = document.getElementById("upload");

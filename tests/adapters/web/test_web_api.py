@@ -371,3 +371,17 @@ async def test_files_beyond_the_per_upload_count_get_a_reason(start_site: StartS
         "one.pdf": "", "two.pdf": "more than 1 files in one upload",
     }
     assert [name for name, _, _ in site.engine.ingested] == ["one.pdf"]
+
+
+async def test_changing_the_password_or_admin_token_ends_the_old_sessions(
+    start_site: StartSite,
+) -> None:
+    before = await start_site(password="first-password", admin_token="first-admin-token")
+    ada = before.person()
+    await ada.sign_in("Ada", password="first-password", admin_token="first-admin-token")
+    assert (await ada.call("GET", "/api/docs"))[0] == 200
+    # Same data folder, so the same session key: only the secrets differ.
+    after = await start_site(password="second-password", admin_token="first-admin-token")
+    ada.base = after.url.rstrip("/")
+    status, body = await ada.call("GET", "/api/docs")
+    assert status == 401, body
