@@ -208,14 +208,26 @@ async def test_a_second_user_cannot_see_the_first_users_history(
 
     # The queue page, with a few of the second user's questions waiting: an admin (everyone
     # on a loopback page without an admin token) cancels the last one from the page.
-    await theirs.evaluate("""() => { window.__asks = [0, 1, 2].map((n) => fetch('/api/ask', {
-        method: 'POST',
+    # (Questions the guide answers, so each one takes a model call and the queue holds them.)
+    await theirs.evaluate("""(questions) => { window.__asks = questions.map((q) => fetch(
+        '/api/ask', {method: 'POST',
         headers: {'Content-Type': 'application/json',
                   'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content},
-        body: JSON.stringify({question: `What does the guide say about tickets ${n}?`})})
-        .then((r) => r.json())); }""")
+        body: JSON.stringify({question: q})}).then((r) => r.json())); }""", [
+        "Where are the ferry tickets sold?",
+        "How far away can the lighthouse lamp be seen?",
+        "When does the keeper put the lamp out?",
+    ])
+    errors: list[str] = []
+    mine.on("pageerror", lambda error: errors.append(str(error)))
     await mine.goto(site["url"] + "queue")
-    await mine.locator("#queue tbody tr").nth(1).wait_for(timeout=10_000)  # one is waiting
+    try:
+        await mine.locator("#queue tbody tr").nth(1).wait_for(timeout=10_000)  # one is waiting
+    except Exception:
+        raise AssertionError(
+            f"{errors} {await mine.locator('#queue').inner_html()} "
+            f"{await theirs.evaluate('Promise.all(window.__asks)')}"
+        ) from None
     last = mine.locator("#queue tbody tr").last
     await _shoot(mine, "queue", site["tmp"])
     await last.locator("button.danger").click()
