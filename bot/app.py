@@ -170,6 +170,9 @@ async def _start_web(adapter: Any) -> bool:
             exc.strerror or exc,
         )
         return False
+    except Exception:  # a bug in the page must not take Discord and Slack down with it
+        logger.exception("web page not started")
+        return False
     print(f"Folio web page: {adapter.url}", file=sys.stderr, flush=True)
     return True
 

@@ -1,9 +1,5 @@
-"""The HTTP side of the web page: pages, the JSON API, stored PDFs, and the security around them.
-
-Every request passes `_guard`: it finds the session (signed cookie, or a bearer token), signs
-loopback visitors in without a password, refuses writes without the session's CSRF token, and
-sets the security headers. Handlers then check the admin rule and the rate limits themselves.
-"""
+"""The web page's routes: pages, the JSON API and the stored PDFs (see `adapters.web.guard` for
+what every request passes first)."""
 
 from __future__ import annotations
 
@@ -13,9 +9,7 @@ import json
 import logging
 import re
 import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -23,73 +17,39 @@ from aiohttp import BodyPartReader, web
 
 from adapters.web import pages
 from adapters.web.adapter import WebCore, WebOptions
+from adapters.web.guard import (
+    CTX,
+    PDF_CSP,
+    Context,
+    HttpProblem,
+    folio_problem,
+    guard,
+    html_response,
+    me,
+    rate_limit,
+    redirect,
+    require_admin,
+    security_headers,
+    set_cookie,
+    view_of,
+)
 from adapters.web.live import Event, LiveJobs
 from adapters.web.security import (
     COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
     RateLimiter,
-    Session,
     SessionSigner,
     clean_name,
     same_secret,
     secrets_mark,
     session_key,
 )
-from bot.errors import FolioError, NotFoundError, PermissionDeniedError, QueueFullError
 from bot.jobs import Attachment, Job, JobKind
-from bot.replies import user_message
 
 logger = logging.getLogger(__name__)
 
-PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-# A stored PDF is untrusted: no scripts, nothing loaded from elsewhere, not framed by others.
-PDF_CSP = "default-src 'none'; object-src 'self'; frame-ancestors 'self'; base-uri 'none'"
 _THREAD = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-_PUBLIC = ("/healthz", "/login", "/static/")
-_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-@dataclass
-class Context:
-    """The dependencies every handler shares (one per app)."""
-
-    core: WebCore
-    options: WebOptions
-    live: LiveJobs
-    signer: SessionSigner
-    questions: RateLimiter
-    writes: RateLimiter
-    mark: str = ""  # of the current password and admin token (see `secrets_mark`)
-
-    def is_admin(self, session: Session) -> bool:
-        """The admin rule: with FOLIO_WEB_ADMIN_TOKEN set, whoever entered it; without it, every
-        user of a loopback-only page (it is this machine's own) and nobody otherwise."""
-        if self.options.admin_token:
-            return session.admin
-        return self.options.loopback
-
-    def collection(self, requested: str | None) -> str:
-        if not requested:
-            return self.options.collections[0]
-        if requested not in self.options.collections:
-            raise HttpProblem(403, f"The web page does not serve collection {requested!r}.")
-        return requested
-
-
-class HttpProblem(Exception):
-    """A request refused with a status and a one-line reason."""
-
-    def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-
-CTX: web.AppKey[Context] = web.AppKey("folio_web", Context)
 
 
 def build_app(core: WebCore, options: WebOptions, live: LiveJobs) -> web.Application:
@@ -104,7 +64,7 @@ def build_app(core: WebCore, options: WebOptions, live: LiveJobs) -> web.Applica
         mark=secrets_mark(options.password, options.admin_token),
     )
     # The body limit of non-streamed requests; uploads are read part by part with their own cap.
-    app = web.Application(middlewares=[_guard], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[guard], client_max_size=1024 * 1024)
     app[CTX] = ctx
     r = app.router
     r.add_get("/healthz", healthz)
@@ -133,164 +93,10 @@ def build_app(core: WebCore, options: WebOptions, live: LiveJobs) -> web.Applica
     return app
 
 
-# ---- the guard ------------------------------------------------------------------------------
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    ctx = request.app[CTX]
-    api = request.path.startswith("/api/")
-    fresh: Session | None = None
-    try:
-        session, bearer, fresh = _session(ctx, request)
-        request["session"] = session
-        request["bearer"] = bearer
-        public = any(request.path == p or request.path.startswith(p) for p in _PUBLIC if p)
-        if not session.signed_in and not public:
-            if api:
-                raise HttpProblem(401, "Sign in first (POST /login), or send a bearer token.")
-            response: web.StreamResponse = _redirect("/login")
-        else:
-            if request.method in _WRITE_METHODS and not bearer:
-                await _check_csrf(request, session)
-            response = await handler(request)
-    except HttpProblem as problem:
-        response = _problem(problem, api=api or request.method != "GET", request=request)
-    except web.HTTPException as exc:
-        if exc.status >= 400:
-            response = _problem(HttpProblem(exc.status, exc.reason), api=api, request=request)
-        else:
-            response = exc
-    if fresh is not None and not response.prepared and COOKIE not in response.cookies:
-        _set_cookie(ctx, request, response, fresh)
-    _security_headers(response, request)
-    return response
-
-
-def _session(ctx: Context, request: web.Request) -> tuple[Session, bool, Session | None]:
-    """(session, authenticated by bearer token, a new session to set as the cookie or None)."""
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        token = auth[len("Bearer "):].strip()
-        if same_secret(token, ctx.options.admin_token):
-            return Session(csrf="", issued=time.time(), user="api-admin", name="api",
-                           admin=True), True, None
-        if same_secret(token, ctx.options.password):
-            return Session(csrf="", issued=time.time(), user="api", name="api"), True, None
-        raise HttpProblem(401, "That bearer token is not valid.")
-    session = ctx.signer.loads(request.cookies.get(COOKIE))
-    if session is not None and (not session.signed_in or session.mark == ctx.mark):
-        return session, False, None
-    fresh = Session.anonymous()
-    if ctx.options.loopback and not ctx.options.password:
-        # Loopback needs no sign-in: a generated name, changeable on /login.
-        fresh = fresh.sign_in(f"guest-{secrets.token_hex(2)}", admin=False, mark=ctx.mark)
-    return fresh, False, fresh
-
-
-async def _check_csrf(request: web.Request, session: Session) -> None:
-    given = request.headers.get(CSRF_HEADER, "")
-    if not given and request.content_type == "application/x-www-form-urlencoded":
-        form = await request.post()
-        given = str(form.get(CSRF_FIELD, ""))
-    if not given and request.content_type.startswith("multipart/"):
-        return  # checked on the first part, by the upload handler (see _read_uploads)
-    if not same_secret(given, session.csrf):
-        raise HttpProblem(403, "The form expired or came from another site; reload the page.")
-
-
-def _set_cookie(
-    ctx: Context, request: web.Request, response: web.StreamResponse, session: Session
-) -> None:
-    # Secure whenever the page is reached over HTTPS (directly or through a TLS proxy); a
-    # Secure cookie on plain HTTP would never come back and sign-in would loop.
-    https = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
-    response.set_cookie(
-        COOKIE, ctx.signer.dumps(session), max_age=int(ctx.signer.max_age_s), httponly=True,
-        samesite="Strict", path="/", secure=https,
-    )
-
-
-def _security_headers(response: web.StreamResponse, request: web.Request) -> None:
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", PAGE_CSP)
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "same-origin"
-    if not request.path.startswith("/files/"):
-        headers["X-Frame-Options"] = "DENY"
-    headers.setdefault("Cache-Control", "no-store")
-
-
-def _problem(problem: HttpProblem, *, api: bool, request: web.Request) -> web.Response:
-    headers = {}
-    if problem.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(problem.retry_after)))
-    if api or request.headers.get("Accept", "").startswith("application/json"):
-        return web.json_response({"error": problem.message}, status=problem.status,
-                                 headers=headers)
-    session = request.get("session")
-    body = pages.error_page(problem.status, problem.message, session=session)
-    return web.Response(text=body, status=problem.status, content_type="text/html",
-                        headers=headers)
-
-
-# ---- helpers ------------------------------------------------------------------------------
-
-
-def _me(request: web.Request) -> Session:
-    session: Session = request["session"]
-    return session
-
-
-def _require_admin(request: web.Request) -> Session:
-    session = _me(request)
-    if not request.app[CTX].is_admin(session):
-        raise HttpProblem(403, "Only admins may add or forget documents.")
-    return session
-
-
-def _limit(limiter: RateLimiter, key: str, what: str) -> None:
-    wait = limiter.check(key)
-    if wait:
-        raise HttpProblem(429, f"Too many {what}; try again in {max(1, round(wait))}s.",
-                          retry_after=wait)
-
-
-def _view(request: web.Request) -> pages.View:
-    ctx = request.app[CTX]
-    session = _me(request)
-    return pages.View(session=session, admin=ctx.is_admin(session),
-                      collections=ctx.options.collections, needs_password=bool(ctx.options.password),
-                      admin_token=bool(ctx.options.admin_token))
-
-
-def _redirect(location: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": location})
-
-
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
-
-
-def _folio_problem(exc: Exception) -> HttpProblem:
-    message = user_message(exc, context="web")
-    if isinstance(exc, PermissionDeniedError):
-        return HttpProblem(403, message)
-    if isinstance(exc, NotFoundError):
-        return HttpProblem(404, message)
-    if isinstance(exc, QueueFullError):
-        return HttpProblem(429, message, retry_after=30)
-    if isinstance(exc, FolioError):
-        return HttpProblem(409, message)
-    return HttpProblem(500, message)
-
-
 async def _submit(request: web.Request, kind: JobKind, collection: str, *, text: str = "",
                   thread: str = "", attachment: Attachment | None = None) -> int:
     ctx = request.app[CTX]
-    session = _me(request)
+    session = me(request)
     job = Job(
         kind=kind, platform=ctx.options.platform, collection=collection, channel="web",
         thread=f"{session.user}:{thread}" if thread else "",
@@ -300,7 +106,7 @@ async def _submit(request: web.Request, kind: JobKind, collection: str, *, text:
     try:
         accepted = await ctx.core.submit(job)
     except Exception as exc:
-        raise _folio_problem(exc) from exc
+        raise folio_problem(exc) from exc
     return accepted.job_id
 
 
@@ -335,14 +141,14 @@ async def static_file(request: web.Request) -> web.Response:
 
 
 async def login_page(request: web.Request) -> web.Response:
-    return _html(pages.login_page(_view(request)))
+    return html_response(pages.login_page(view_of(request)))
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    _limit(ctx.writes, f"ip:{request.remote}", "sign-in attempts")
+    rate_limit(ctx.writes, f"ip:{request.remote}", "sign-in attempts")
     form = await request.post()
-    session = _me(request)
+    session = me(request)
     if ctx.options.password and not same_secret(str(form.get("password", "")),
                                                 ctx.options.password):
         raise HttpProblem(403, "Wrong password.")
@@ -354,13 +160,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         admin = True
     name = clean_name(str(form.get("name", ""))) or f"guest-{secrets.token_hex(2)}"
     fresh = session.sign_in(name, admin=admin, mark=ctx.mark)
-    response = _redirect("/")
-    _set_cookie(ctx, request, response, fresh)
+    response = redirect("/")
+    set_cookie(ctx, request, response, fresh)
     return response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    response = _redirect("/login")
+    response = redirect("/login")
     response.del_cookie(COOKIE, path="/")
     return response
 
@@ -368,7 +174,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def api_session(request: web.Request) -> web.Response:
     """For scripts: the CSRF token of the cookie session (keep the cookie jar)."""
     ctx = request.app[CTX]
-    session = _me(request)
+    session = me(request)
     return web.json_response({"user": session.user, "name": session.name,
                               "admin": ctx.is_admin(session), "csrf": session.csrf,
                               "collections": list(ctx.options.collections)})
@@ -378,7 +184,7 @@ async def api_session(request: web.Request) -> web.Response:
 
 
 async def chat_page(request: web.Request) -> web.Response:
-    return _html(pages.chat_page(_view(request)))
+    return html_response(pages.chat_page(view_of(request)))
 
 
 async def ask_form(request: web.Request) -> web.Response:
@@ -388,10 +194,10 @@ async def ask_form(request: web.Request) -> web.Response:
     question, thread = _question({"question": form.get("question"),
                                   "conversation": form.get("conversation")})
     collection = ctx.collection(str(form.get("collection") or ""))
-    _limit(ctx.questions, _me(request).user, "questions")
+    rate_limit(ctx.questions, me(request).user, "questions")
     job_id = await _submit(request, JobKind.QUESTION, collection, text=question, thread=thread)
     final = await ctx.live.final(job_id, ctx.options.answer_timeout_s)
-    return _html(pages.chat_page(_view(request), result=(question, final), conversation=thread))
+    return html_response(pages.chat_page(view_of(request), result=(question, final), conversation=thread))
 
 
 async def api_ask(request: web.Request) -> web.StreamResponse:
@@ -404,7 +210,7 @@ async def api_ask(request: web.Request) -> web.StreamResponse:
         raise HttpProblem(400, 'Send a JSON object: {"question": "...", "collection": "..."}.')
     question, thread = _question(payload)
     collection = ctx.collection(payload.get("collection"))
-    _limit(ctx.questions, _me(request).user, "questions")
+    rate_limit(ctx.questions, me(request).user, "questions")
     job_id = await _submit(request, JobKind.QUESTION, collection, text=question, thread=thread)
     if request.query.get("stream") not in ("1", "true"):
         final = await ctx.live.final(job_id, ctx.options.answer_timeout_s)
@@ -421,7 +227,7 @@ async def _stream(request: web.Request, events: AsyncIterator[Event]) -> web.Str
         "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
         "X-Accel-Buffering": "no",
     })
-    _security_headers(response, request)
+    security_headers(response, request)
     await response.prepare(request)
     try:
         async for event in events:
@@ -441,7 +247,7 @@ async def _documents(ctx: Context, collection: str) -> list[dict[str, Any]]:
     try:
         docs = await ctx.core.documents(collection)
     except Exception as exc:
-        raise _folio_problem(exc) from exc
+        raise folio_problem(exc) from exc
     return [
         {"name": d.name, "pages": d.pages, "chunks": d.chunks, "sha256": d.sha256,
          "added_at": d.added_at, "pages_without_text": d.pages_without_text,
@@ -452,10 +258,10 @@ async def _documents(ctx: Context, collection: str) -> list[dict[str, Any]]:
 
 async def documents_page(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    _require_admin(request)
+    require_admin(request)
     collection = ctx.collection(request.query.get("collection"))
     docs = await _documents(ctx, collection)
-    return _html(pages.documents_page(_view(request), collection, docs))
+    return html_response(pages.documents_page(view_of(request), collection, docs))
 
 
 async def api_docs(request: web.Request) -> web.Response:
@@ -474,7 +280,7 @@ async def _read_uploads(request: web.Request) -> tuple[str, list[dict[str, Any]]
     collection field must come before the first file.
     """
     ctx = request.app[CTX]
-    session = _me(request)
+    session = me(request)
     limit = ctx.options.max_file_bytes
     if not request.content_type.startswith("multipart/"):
         raise HttpProblem(400, "Upload the PDFs as multipart/form-data (field name: files).")
@@ -497,7 +303,7 @@ async def _read_uploads(request: web.Request) -> tuple[str, list[dict[str, Any]]
         if not csrf_ok:
             raise HttpProblem(403, "The form expired or came from another site; reload the page.")
         if files == 0:
-            _limit(ctx.writes, session.user, "uploads")
+            rate_limit(ctx.writes, session.user, "uploads")
         files += 1
         name = part.filename
         data = bytearray()
@@ -535,7 +341,7 @@ async def _read_uploads(request: web.Request) -> tuple[str, list[dict[str, Any]]
 
 async def _upload_outcomes(request: web.Request) -> tuple[str, list[dict[str, Any]]]:
     ctx = request.app[CTX]
-    _require_admin(request)
+    require_admin(request)
     collection, refused, job_ids = await _read_uploads(request)
     finals = await asyncio.gather(
         *(ctx.live.final(i, ctx.options.answer_timeout_s) for i in job_ids)
@@ -559,13 +365,13 @@ async def upload_form(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     collection, outcomes = await _upload_outcomes(request)
     docs = await _documents(ctx, collection)
-    return _html(pages.documents_page(_view(request), collection, docs, outcomes=outcomes))
+    return html_response(pages.documents_page(view_of(request), collection, docs, outcomes=outcomes))
 
 
 async def _forget(request: web.Request, name: str, collection: str) -> str:
     ctx = request.app[CTX]
-    session = _require_admin(request)
-    _limit(ctx.writes, session.user, "changes")
+    session = require_admin(request)
+    rate_limit(ctx.writes, session.user, "changes")
     if not name.strip():
         raise HttpProblem(400, "Name the document to forget.")
     if name not in {d["name"] for d in await _documents(ctx, collection)}:
@@ -591,7 +397,7 @@ async def forget_form(request: web.Request) -> web.Response:
     collection = ctx.collection(str(form.get("collection") or ""))
     text = await _forget(request, str(form.get("name", "")), collection)
     docs = await _documents(ctx, collection)
-    return _html(pages.documents_page(_view(request), collection, docs, notice=text))
+    return html_response(pages.documents_page(view_of(request), collection, docs, notice=text))
 
 
 async def pdf_file(request: web.Request) -> web.StreamResponse:
@@ -618,12 +424,12 @@ async def pdf_file(request: web.Request) -> web.StreamResponse:
 
 async def _queue(request: web.Request) -> list[dict[str, Any]]:
     ctx = request.app[CTX]
-    session = _me(request)
+    session = me(request)
     admin = ctx.is_admin(session)
     try:
         entries = await ctx.core.active_jobs()
     except Exception as exc:
-        raise _folio_problem(exc) from exc
+        raise folio_problem(exc) from exc
     rows = []
     for job, position, eta in entries:
         mine = job.platform == ctx.options.platform and job.user == session.user
@@ -641,7 +447,7 @@ async def _queue(request: web.Request) -> list[dict[str, Any]]:
 
 
 async def queue_page(request: web.Request) -> web.Response:
-    return _html(pages.queue_page(_view(request), await _queue(request)))
+    return html_response(pages.queue_page(view_of(request), await _queue(request)))
 
 
 async def api_queue(request: web.Request) -> web.Response:
@@ -650,14 +456,14 @@ async def api_queue(request: web.Request) -> web.Response:
 
 async def _cancel(request: web.Request, job_id: int) -> str:
     ctx = request.app[CTX]
-    session = _me(request)
-    _limit(ctx.writes, session.user, "changes")
+    session = me(request)
+    rate_limit(ctx.writes, session.user, "changes")
     try:
         job = await ctx.core.cancel(
             ctx.options.platform, session.user, job_id, as_admin=ctx.is_admin(session)
         )
     except Exception as exc:
-        raise _folio_problem(exc) from exc
+        raise folio_problem(exc) from exc
     return f"Cancelling job {job.id}."
 
 
@@ -674,7 +480,7 @@ async def cancel_form(request: web.Request) -> web.Response:
     if not raw.isdigit():
         raise HttpProblem(400, "The job is a number.")
     text = await _cancel(request, int(raw))
-    return _html(pages.queue_page(_view(request), await _queue(request), notice=text))
+    return html_response(pages.queue_page(view_of(request), await _queue(request), notice=text))
 
 
 # ---- history ------------------------------------------------------------------------------
@@ -682,7 +488,7 @@ async def cancel_form(request: web.Request) -> web.Response:
 
 async def _history(request: web.Request, everyone: bool) -> list[dict[str, Any]]:
     ctx = request.app[CTX]
-    session = _me(request)
+    session = me(request)
     limit = ctx.options.history_limit
     if everyone:
         if not ctx.is_admin(session):
@@ -710,7 +516,7 @@ async def _history(request: web.Request, everyone: bool) -> list[dict[str, Any]]
 
 async def history_page(request: web.Request) -> web.Response:
     everyone = request.query.get("all") == "1"
-    return _html(pages.history_page(_view(request), await _history(request, everyone),
+    return html_response(pages.history_page(view_of(request), await _history(request, everyone),
                                     everyone=everyone))
 
 
@@ -720,7 +526,7 @@ async def api_history(request: web.Request) -> web.Response:
 
 async def history_export(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    if not ctx.is_admin(_me(request)):
+    if not ctx.is_admin(me(request)):
         raise HttpProblem(403, "Only admins may export the history.")
     out = io.StringIO()
     await ctx.core.export_history(out)
