@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,31 @@ def configured_platforms(settings: Settings) -> list[str]:
     return platforms
 
 
+def _web_adapter(settings: Settings, core: BotCore) -> Any:
+    from adapters.web import WebAdapter, WebOptions, web_platform
+
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    web = settings.web
+    return WebAdapter(core, WebOptions(
+        host=web.host,
+        port=web.port,
+        collections=tuple(settings.web_collections),
+        max_file_bytes=settings.ingest.max_file_bytes,
+        data_dir=settings.data_dir,
+        password=secret(settings.web_password),
+        admin_token=secret(settings.web_admin_token),
+        secret=secret(settings.web_secret),
+        questions_per_minute=web.questions_per_minute,
+        writes_per_minute=web.writes_per_minute,
+        session_days=web.session_days,
+        history_limit=web.history_limit,
+        answer_timeout_s=web.answer_timeout_s,
+        platform=web_platform(shared_queue=settings.queue.backend == "redis"),
+    ))
+
+
 def _build_adapters(settings: Settings, core: BotCore, platforms: list[str]) -> list[Any]:
     adapters: list[Any] = []
     if "slack" in platforms:
@@ -57,6 +83,8 @@ def _build_adapters(settings: Settings, core: BotCore, platforms: list[str]) -> 
         adapters.append(
             DiscordAdapter(core, settings.discord, token=settings.discord_token.get_secret_value())
         )
+    if "web" in platforms:
+        adapters.append(_web_adapter(settings, core))
     return adapters
 
 
@@ -78,7 +106,8 @@ async def run_bot(settings: Settings, *, console: bool | None = None) -> int:
         logger.error("the model crashed while warming up (%s); run `folio doctor`", exc.reason)
     logger.info("models ready in %.1fs (%s)", time.perf_counter() - started, engine.model_name)
     core = BotCore.from_settings(settings, engine)
-    adapters = _build_adapters(settings, core, platforms)
+    # The web page runs beside whatever else runs (with no platform, beside the terminal chat).
+    adapters = _build_adapters(settings, core, [*platforms, *(["web"] if settings.web.enabled else [])])
     chat = None
     if use_console:
         from adapters.console import ConsoleChat, console_platform
@@ -90,15 +119,24 @@ async def run_bot(settings: Settings, *, console: bool | None = None) -> int:
         )
         adapters.append(chat)
     for adapter in adapters:
+        if adapter.platform.startswith("web"):
+            continue  # registered once it listens (a page that can't start takes no jobs)
         core.register(adapter)
     stop = asyncio.Event()
     _install_signal_handlers(stop.set)
     await core.start()
     try:
-        for adapter in adapters:
-            if adapter is not chat:
-                await adapter.start()
-                logger.info("%s adapter started", adapter.platform)
+        for adapter in list(adapters):
+            if adapter is chat:
+                continue
+            if adapter.platform.startswith("web"):
+                if await _start_web(adapter):
+                    core.register(adapter)
+                else:
+                    adapters.remove(adapter)
+                continue
+            await adapter.start()
+            logger.info("%s adapter started", adapter.platform)
         logger.info("Folio ready in %.1fs", time.perf_counter() - started)
         if chat is not None:
             chat_task = asyncio.create_task(chat.run(), name="folio-console")
@@ -122,6 +160,25 @@ async def run_bot(settings: Settings, *, console: bool | None = None) -> int:
         await asyncio.to_thread(engine.close)
         logger.info("Folio stopped")
     return 0
+
+
+async def _start_web(adapter: Any) -> bool:
+    """Start the web page; a port already in use costs the page, not the bot (one line)."""
+    try:
+        await adapter.start()
+    except OSError as exc:
+        options = adapter.options
+        logger.warning(
+            "web page not started: cannot listen on %s:%s (%s); set FOLIO_WEB__PORT to another "
+            "port, or FOLIO_WEB__ENABLED=false", options.host, options.port,
+            exc.strerror or exc,
+        )
+        return False
+    except Exception:  # a bug in the page must not take Discord and Slack down with it
+        logger.exception("web page not started")
+        return False
+    print(f"Folio web page: {adapter.url}", file=sys.stderr, flush=True)
+    return True
 
 
 def _install_signal_handlers(callback: Callable[[], None]) -> None:

@@ -219,8 +219,13 @@ class BotCore:
         )
         return accepted
 
-    async def cancel(self, platform: str, user: str, job_id: int | None = None) -> Job:
+    async def cancel(
+        self, platform: str, user: str, job_id: int | None = None, *, as_admin: bool = False
+    ) -> Job:
         """Cancel the user's job `job_id`, or their latest queued or running one.
+
+        `as_admin` (an adapter's admin, for example on the web queue page) may cancel anyone's
+        job by its id.
 
         Returns the job as it was when cancelled. A running answer stops within about a second
         (the job's message ends with "Cancelled."). Raises NotFoundError when there is nothing to
@@ -236,7 +241,7 @@ class BotCore:
             if found is None:
                 raise NotFoundError(f"There is no job {job_id}.")
             job = found
-        if job.requester != (platform, user):
+        if job.requester != (platform, user) and not (as_admin and job_id is not None):
             raise PermissionDeniedError(f"Job {job.id} is not yours to cancel.")
         if job.status is JobStatus.PENDING:
             outcome = ErrorOutcome(GenerationCancelled().message)
@@ -264,6 +269,35 @@ class BotCore:
         self._require_started()
         assert self._history is not None
         return await self._history.for_user(platform, user, limit=limit)
+
+    async def all_history(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Every user's latest questions, newest first (for admins only: the caller checks)."""
+        self._require_started()
+        assert self._history is not None
+        return await self._history.recent(limit=limit)
+
+    async def active_jobs(self) -> list[tuple[Job, int, float]]:
+        """Running jobs (position 0) and waiting ones with their fair-order position and ETA."""
+        queue, worker = self._require_started()
+        entries = await queue.active()
+        running = sum(1 for _, position in entries if position == 0)
+        return [
+            (job, position, worker.throughput.eta(position + running) if position else 0.0)
+            for job, position in entries
+        ]
+
+    async def original_file(self, collection: str, name: str) -> Path | None:
+        """The stored PDF of a document, to open a cited page (None: unknown or not kept).
+
+        A quick read of the document store, so it runs on a plain thread, not behind the job
+        the engine thread is working on.
+        """
+        self._require_started()
+        find = getattr(self._engine, "original_file", None)
+        if find is None:
+            return None
+        found: Path | None = await asyncio.to_thread(find, name, collection=collection)
+        return found
 
     async def export_history(self, out: TextIO) -> int:
         """Every logged question and answer as JSONL; returns the number of rows."""

@@ -99,6 +99,11 @@ class JobQueue(Protocol):
         """Run times in seconds of the latest answered questions, newest first (for the ETA)."""
         ...
 
+    async def active(self) -> list[tuple[Job, int]]:
+        """Every running job (position 0) then every pending one with its position in the fair
+        order (1 = next), for a page that shows the queue. A snapshot, not a reservation."""
+        ...
+
 
 def fair_order(
     pending: Sequence[tuple[int, UserKey]], last_seq: Mapping[UserKey, int]
@@ -363,6 +368,19 @@ class SqliteJobQueue:
         ) as cur:
             rows = await cur.fetchall()
         return [float(r["seconds"]) for r in rows]
+
+    async def active(self) -> list[tuple[Job, int]]:
+        async with self._db.reading() as db:
+            async with db.execute(
+                f"SELECT {_LIGHT_COLUMNS} FROM jobs WHERE status IN ('pending', 'running')"
+            ) as cur:
+                rows = {r["id"]: _row_to_job(r, with_attachment=False) for r in await cur.fetchall()}
+            order = fair_order(await self._pending(db), await self._last_seq(db))
+        running = sorted(
+            (j for j in rows.values() if j.status is JobStatus.RUNNING), key=lambda j: j.id
+        )
+        waiting = [(rows[i], n) for n, i in enumerate(order, start=1) if i in rows]
+        return [(j, 0) for j in running] + waiting
 
     async def _pending(
         self, db: aiosqlite.Connection, platforms: Collection[str] | None = None

@@ -64,6 +64,7 @@ from bot.jobs import (
     outcome_to_json,
 )
 from bot.migrations import BotDatabase
+from bot.queue import fair_order
 
 logger = logging.getLogger(__name__)
 
@@ -698,6 +699,27 @@ class RedisJobQueue:
         if limit <= 0:
             return []
         return [float(x) for x in await self._redis.lrange(self._key("durations"), 0, limit - 1)]
+
+    async def active(self) -> list[tuple[Job, int]]:
+        """Read without a script (a display snapshot): the order is `fair_order` over the same
+        pending set and turn counters the claim script uses."""
+        running_ids = [int(i) for i in await self._redis.zrange(self._key("running"), 0, -1)]
+        pending_ids = [int(i) for i in await self._redis.zrange(self._key("pending"), 0, -1)]
+        turns = {
+            _text(who): int(seq)
+            for who, seq in (await self._redis.hgetall(self._key("turns"))).items()
+        }
+        jobs = {i: job for i in {*running_ids, *pending_ids} if (job := await self.get(i))}
+        last_seq = {
+            tuple(who.split("|", 1)): seq for who, seq in turns.items() if "|" in who
+        }
+        order = fair_order(
+            [(i, jobs[i].requester) for i in pending_ids if i in jobs],
+            last_seq,  # type: ignore[arg-type]
+        )
+        return [(jobs[i], 0) for i in sorted(running_ids) if i in jobs] + [
+            (jobs[i], n) for n, i in enumerate(order, start=1)
+        ]
 
     # ---- internals --------------------------------------------------------------------------
 

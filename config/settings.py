@@ -29,6 +29,7 @@ from pydantic_settings import (
 from config.discord import DiscordSettings
 from config.errors import ConfigError
 from config.slack import SlackSettings
+from config.web import WebSettings
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("folio.toml")
 
@@ -213,6 +214,11 @@ class IngestSettings(BaseModel):
     parse_timeout_s: float = Field(default=120.0, gt=0)
     parse_memory_mb: int = Field(default=2048, ge=256)
 
+    @property
+    def max_file_bytes(self) -> int:
+        """The size limit every way in shares (`folio ingest`, chat uploads, the web page)."""
+        return int(self.max_file_mb * 1_000_000)
+
 
 class QueueSettings(BaseModel):
     max_pending: int = Field(default=200, ge=1)
@@ -267,6 +273,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = QueueSettings()
     discord: DiscordSettings = DiscordSettings()
     slack: SlackSettings = SlackSettings()
+    web: WebSettings = WebSettings()
 
     # Secrets: only from the environment (never from the TOML file), under their usual names.
     discord_token: SecretStr | None = Field(default=None, exclude=True)
@@ -275,6 +282,9 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(default=None, exclude=True)
     redis_url: SecretStr | None = Field(default=None, exclude=True)  # may carry a password
     generator_api_key: SecretStr | None = Field(default=None, exclude=True)
+    web_password: SecretStr | None = Field(default=None, exclude=True)
+    web_admin_token: SecretStr | None = Field(default=None, exclude=True)
+    web_secret: SecretStr | None = Field(default=None, exclude=True)  # signs session cookies
 
     @field_validator("default_collection")
     @classmethod
@@ -301,6 +311,21 @@ class Settings(BaseSettings):
                 "(e.g. redis://127.0.0.1:6379/0)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _web_exposure(self) -> Settings:
+        if self.web.enabled and not self.web.loopback and self.web_password is None:
+            raise ValueError(
+                f"web.host = {self.web.host!r} is reachable from other machines: set "
+                "FOLIO_WEB_PASSWORD (and FOLIO_WEB_ADMIN_TOKEN for admins), bind 127.0.0.1, "
+                "or turn the page off with FOLIO_WEB__ENABLED=false"
+            )
+        return self
+
+    @property
+    def web_collections(self) -> list[str]:
+        """The collections the web page serves (the first is its default)."""
+        return list(self.web.collections) or [self.default_collection]
 
     @classmethod
     def settings_customise_sources(
@@ -330,6 +355,11 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         return self.data_dir / "faiss"
 
+    @property
+    def originals_dir(self) -> Path:
+        """The indexed PDFs as uploaded (`rag.originals`), so a citation opens its page."""
+        return self.data_dir / "originals"
+
 
 _SECRET_ENV = {
     "discord_token": "DISCORD_BOT_TOKEN",
@@ -338,6 +368,9 @@ _SECRET_ENV = {
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
     "redis_url": "FOLIO_REDIS_URL",
     "generator_api_key": "FOLIO_GENERATOR_API_KEY",
+    "web_password": "FOLIO_WEB_PASSWORD",
+    "web_admin_token": "FOLIO_WEB_ADMIN_TOKEN",
+    "web_secret": "FOLIO_WEB_SECRET",
 }
 
 
@@ -381,6 +414,9 @@ def _reject_secrets_in_file(config_file: Path) -> None:
     queue = data.get("queue")
     if isinstance(queue, dict) and "redis_url" in queue:
         found.append("redis_url")
+    web = data.get("web")
+    if isinstance(web, dict):
+        found.extend(f"web_{key}" for key in ("password", "admin_token", "secret") if key in web)
     if found:
         names = ", ".join(f"{key} (set {_SECRET_ENV[key]} instead)" for key in found)
         raise ConfigError(f"{config_file} must not contain secrets: {names}.")

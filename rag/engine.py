@@ -32,6 +32,7 @@ from rag.generate import Generator, LlamaCppGenerator
 from rag.index import FaissIndex
 from rag.models import default_embedding_model, default_generation_model
 from rag.normalize import FUNCTION_WORDS, strip_invisible
+from rag.originals import OriginalFiles
 from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
 from rag.prompt import PromptBuilder, PromptLimits, sanitize
 from rag.retrieve import HybridRetriever, RetrievalParams
@@ -116,8 +117,10 @@ class RagEngine:
         generator: Callable[[], Generator],
         index_dir: Path,
         options: EngineOptions,
+        originals: OriginalFiles | None = None,
     ) -> None:
         self._store = store
+        self._originals = originals  # the PDFs as uploaded, for opening a cited page
         self._embedder = Lazy(embedder)
         self._generator = Lazy(generator)
         self._index = Lazy(lambda: FaissIndex(index_dir, self._embedder.get().dimension))
@@ -203,7 +206,24 @@ class RagEngine:
 
     def forget(self, name: str, *, collection: str) -> DocumentInfo:
         with self._state:
-            return self._forget(name, collection)
+            info = self._forget(name, collection)
+            self._drop_original(collection, info.sha256)
+            return info
+
+    def original_file(self, name: str, *, collection: str) -> Path | None:
+        """The stored original PDF of document `name`, or None (unknown, or never kept)."""
+        info = self._store.document(collection, name)
+        if info is None or self._originals is None:
+            return None
+        return self._originals.find(collection, info.sha256)
+
+    def _keep_original(self, collection: str, prepared: _Prepared) -> None:
+        if self._originals is not None and prepared.data:
+            self._originals.save(collection, prepared.sha256, prepared.data)
+
+    def _drop_original(self, collection: str, sha256: str) -> None:
+        if self._originals is not None and self._store.find_by_sha(collection, sha256) is None:
+            self._originals.discard(collection, sha256)
 
     def _forget(self, name: str, collection: str) -> DocumentInfo:
         info = self._store.document(collection, name)
@@ -276,12 +296,12 @@ class RagEngine:
         sha = sha256_of(data)
         duplicate = self._store.find_by_sha(collection, sha)
         if duplicate is not None:
-            return _Prepared(name, sha, None, "", duplicate_of=duplicate)
+            return _Prepared(name, sha, None, "", duplicate_of=duplicate, data=data)
         try:
             parsed = parse_pdf(data, self._options.parse)
         except BadDocumentError as exc:
             return _Prepared(name, sha, None, exc.message)
-        return _Prepared(name, sha, parsed, "")
+        return _Prepared(name, sha, parsed, "", data=data)
 
     def _ingest_one(
         self, name: str, data: bytes, collection: str, on_progress: IngestProgressCallback | None
@@ -301,6 +321,10 @@ class RagEngine:
                 prepared, duplicate_of=self._store.find_by_sha(collection, prepared.sha256)
             )
         if prepared.duplicate_of is not None:
+            try:  # fills in the original of a document indexed before originals were kept
+                self._keep_original(collection, prepared)
+            except OSError as exc:
+                logger.warning("could not keep the original of %s: %s", name, exc)
             same = prepared.duplicate_of.name
             reason = "" if same == name else f"same content as {same}"
             return FileOutcome(
@@ -327,15 +351,20 @@ class RagEngine:
             if vectors
             else np.zeros((0, embedder.dimension), dtype=np.float32)
         )
+        previous = self._store.document(collection, name)
         try:
+            self._keep_original(collection, prepared)
             removed, ids = self._store.put_document(
                 collection, name, prepared.sha256, parsed, chunks, matrix
             )
         except (sqlite3.Error, OSError) as exc:
             # One transaction: SQLite rolled back, the index never saw the file. A full or
             # read-only disk is an expected fault, so one log line, not a traceback.
+            self._drop_original(collection, prepared.sha256)
             logger.warning("could not write %s to the data folder: %s", name, exc)
             return FileOutcome(name, "failed", reason=f"cannot write to the data folder ({exc})")
+        if previous is not None and previous.sha256 != prepared.sha256:
+            self._drop_original(collection, previous.sha256)
         warnings = []
         try:
             index.replace(collection, removed, ids, matrix)
@@ -669,6 +698,7 @@ class _Prepared:
     parsed: ParsedDocument | None
     error: str
     duplicate_of: DocumentInfo | None = None
+    data: bytes = field(default=b"", repr=False)  # the file itself, kept as the original
 
 
 def _vocabulary_of(embedder: Embedder) -> frozenset[str]:
@@ -824,4 +854,5 @@ def build_engine(
         generator or make_generator,
         settings.index_dir,
         options,
+        OriginalFiles(settings.originals_dir),
     )
