@@ -62,8 +62,10 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[s
         del os.environ[name]
     data = tmp_path_factory.mktemp("web-data")
     try:
+        # hybrid: the model writes, so the page has a draft to stream before the final answer
         settings = load_settings(
             data_dir=data, queue={"edit_interval_s": 0.1}, web={"port": 0},
+            generator={"answer_mode": "hybrid", "threads": 1},
         )
     finally:
         os.environ.update(saved)
