@@ -137,6 +137,8 @@ class RagEngine:
 
     @property
     def model_name(self) -> str:
+        if self._options.answer_mode == "evidence":
+            return "no generation model (answers quote the documents)"
         return self._generator.get().name if self._generator.loaded else "(not loaded)"
 
     @property
@@ -148,13 +150,15 @@ class RagEngine:
         return self._embedder.get()
 
     def warm_up(self) -> float:
-        """Load both models and run them once; return the seconds it took."""
+        """Load the models answers need and run them once; return the seconds it took. In the
+        evidence mode that is the embedder alone: the generation model is never loaded."""
         started = time.perf_counter()
         self._embedder.get().embed_query("warm up")
-        generator = self._generator.get()
-        warm = getattr(generator, "warm_up", None)
-        if callable(warm):
-            warm()
+        if self._options.answer_mode != "evidence":
+            generator = self._generator.get()
+            warm = getattr(generator, "warm_up", None)
+            if callable(warm):
+                warm()
         return time.perf_counter() - started
 
     def close(self) -> None:

@@ -150,7 +150,9 @@ def test_a_missing_generation_model_is_one_line_naming_the_path_exit_2(killed: K
         str(killed.data_dir),
         "ask",
         "What does the ledger record?",
-        env={"FOLIO_GENERATOR__MODEL_PATH": "/nonexistent.gguf"},
+        # hybrid: the mode that loads the model (evidence answers never need it)
+        env={"FOLIO_GENERATOR__MODEL_PATH": "/nonexistent.gguf",
+             "FOLIO_GENERATOR__ANSWER_MODE": "hybrid"},
     )
     assert result.returncode == 2, result.stderr
     line = one_line_error(result.stderr)
@@ -167,7 +169,7 @@ def test_a_corrupt_gguf_is_a_clear_error_naming_the_path_not_a_traceback(
         str(killed.data_dir),
         "ask",
         "What does the ledger record?",
-        env={"FOLIO_GENERATOR__MODEL_PATH": str(model)},
+        env={"FOLIO_GENERATOR__MODEL_PATH": str(model), "FOLIO_GENERATOR__ANSWER_MODE": "hybrid"},
     )
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     line = one_line_error(result.stderr)
