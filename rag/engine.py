@@ -495,7 +495,7 @@ class RagEngine:
         answer.tokens = result.completion_tokens
         answer.prompt_tokens = result.prompt_tokens
         text, answer.shortened = complete_sentences(
-            sanitize(result.text), result.finish_reason == "length"
+            as_sentences(sanitize(result.text)), result.finish_reason == "length"
         )
         written: list[Part] = []
         if text and not says_it_does_not_know(text):
@@ -752,6 +752,21 @@ def read_limited(path: Path, max_bytes: int) -> bytes:
         raise BadDocumentError("is a folder") from None
     except PermissionError:
         raise BadDocumentError("permission denied") from None
+
+
+_ENUMERATOR = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
+
+
+def as_sentences(text: str) -> str:
+    """The model's text as plain sentences: list numbers and bullets off each line, and each
+    line ended as a sentence, so "1. Graph anonymization\n2. Author identification" becomes
+    two sentences rather than fragments like "2." that no page supports."""
+    lines = [kept for line in text.splitlines() if (kept := _ENUMERATOR.sub("", line).strip())]
+    # The last line keeps its ending: if generation stopped mid-sentence, it is trimmed later.
+    return " ".join(
+        line if index == len(lines) - 1 or line.endswith((".", "!", "?", ":", ";")) else f"{line}."
+        for index, line in enumerate(lines)
+    )
 
 
 def complete_sentences(text: str, hit_limit: bool) -> tuple[str, bool]:

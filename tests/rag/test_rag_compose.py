@@ -152,3 +152,13 @@ def test_strict_grounding_cites_only_a_passage_that_says_all_of_the_sentence() -
     assert strict[0].citation is None  # ...but not the year, so it is not shown
     kept = ground_sentences("Press F5 to run the program.", passages, page_text, strict=True)
     assert kept[0].citation is not None and kept[0].citation.page == 4
+
+
+def test_a_models_numbered_list_becomes_sentences_not_fragments() -> None:
+    from rag.engine import as_sentences
+
+    assert as_sentences("1. Graph anonymization\n2) Author identification\n- Location privacy.") \
+        == "Graph anonymization. Author identification. Location privacy."
+    assert as_sentences("1. Graph anonymization\n2. Author identifi") == \
+        "Graph anonymization. Author identifi"  # a cut-off last line stays cut, to be trimmed
+    assert as_sentences("One sentence. Another one!\n\n") == "One sentence. Another one!"
