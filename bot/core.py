@@ -91,6 +91,9 @@ class BotCore:
             max_pending_per_user=queue.max_pending_per_user,
             edit_interval_s=queue.edit_interval_s,
             concurrency=settings.generator.concurrency,
+            # Until real run times are measured: answers quoting the documents take a fraction
+            # of a second, written ones seconds to tens of seconds.
+            default_eta_s=2.0 if settings.generator.answer_mode == "evidence" else 20.0,
         )
         redis = None
         if queue.backend == "redis":

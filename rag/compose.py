@@ -154,4 +154,10 @@ def render_parts(question: str, parts: Sequence[Part]) -> str:
         return ""
     if question_kind(question) == "list" and len(parts) > 1:
         return "\n".join(f"- {p.text} {p.citation.render()}" for p in parts)
-    return " ".join(f"{p.text} {p.citation.render()}" for p in parts)
+    # Prose: a page's mark closes the run of sentences taken from it, not every sentence.
+    pieces = []
+    for index, part in enumerate(parts):
+        following = parts[index + 1] if index + 1 < len(parts) else None
+        same_page = following is not None and following.citation.render() == part.citation.render()
+        pieces.append(part.text if same_page else f"{part.text} {part.citation.render()}")
+    return " ".join(pieces)

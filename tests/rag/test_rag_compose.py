@@ -114,6 +114,10 @@ def test_a_list_answer_has_one_item_per_line_each_with_its_page() -> None:
     ]
     lookup = render_parts("What key runs the program?", parts[:1])
     assert lookup == "Press F5 to run the program. [manual.pdf p.4]"
+    # In prose, one mark closes the sentences taken from the same page.
+    assert render_parts("What keys run the program?", parts[:2]) == (
+        "Press F5 to run the program. Press F7 to run one step at a time. [manual.pdf p.4]"
+    )
 
 
 def test_a_sentence_whose_quote_is_not_on_the_stored_page_is_not_used() -> None:
