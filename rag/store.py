@@ -126,15 +126,18 @@ class DocumentStore:
     """Thread-safe access to the documents database (one connection, serialised by a lock)."""
 
     def __init__(self, path: Path) -> None:
+        db: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()  # the file stays open otherwise, until the error is collected
             reason = "read-only file system" if _read_only(path.parent) else (
                 getattr(exc, "strerror", None) or str(exc)
             )
@@ -142,6 +145,7 @@ class DocumentStore:
                 f"cannot open the document database {path} ({reason}); "
                 "check that the data folder is writable and has free space"
             ) from exc
+        self._db = db
         self._lock = threading.RLock()
 
     def close(self) -> None:
