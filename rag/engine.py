@@ -61,7 +61,6 @@ _FOLLOW_UP = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    collection: str
     chunk_words: int
     chunk_overlap: int
     retrieval: RetrievalParams
@@ -331,7 +330,7 @@ class RagEngine:
         index = self._ready_index(collection)
         vectors = []
         for _start, batch in _batches(chunks, EMBED_BATCH):
-            vectors.append(embedder.embed_documents([_embedding_text(name, c) for c in batch]))
+            vectors.append(embedder.embed_documents([_embedding_text(c) for c in batch]))
             if on_progress is not None:
                 on_progress(name, batch[-1].page, total_pages)
         import numpy as np
@@ -642,7 +641,7 @@ def _vocabulary_of(embedder: Embedder) -> frozenset[str]:
     return vocabulary() if callable(vocabulary) else frozenset()
 
 
-def _embedding_text(name: str, chunk: Chunk) -> str:
+def _embedding_text(chunk: Chunk) -> str:
     return chunk.text
 
 
@@ -709,7 +708,6 @@ def repeats_itself(text: str) -> bool:
 def build_engine(settings: Settings) -> RagEngine:
     """Construct the engine from settings (models load on first use)."""
     options = EngineOptions(
-        collection=settings.default_collection,
         chunk_words=settings.chunking.target_words,
         chunk_overlap=settings.chunking.overlap_words,
         retrieval=RetrievalParams(

@@ -250,7 +250,6 @@ def engine_over(store: DocumentStore, tmp_path: Path) -> RagEngine:
         raise AssertionError("the name check needs no model")
 
     options = EngineOptions(
-        collection="papers",
         chunk_words=110,
         chunk_overlap=0,
         retrieval=RetrievalParams(top_k=5, candidates=10, rrf_k=60, dense_weight=1.0,
