@@ -144,13 +144,16 @@ def test_the_lock_is_held_against_other_processes(tmp_path: Path) -> None:
         assert other.stdout is not None and other.stdout.readline() == "taking\n"
         return other
 
+    def waited(other: subprocess.Popen[str]) -> float:
+        assert other.stdout is not None  # (readline: the first one may have buffered it)
+        seconds = float(other.stdout.readline())
+        other.wait(timeout=30)
+        return seconds
+
     with index.locked("a"), index.locked("a"):  # re-entrant within the process
         other = taker()
         time.sleep(0.5)
         assert other.poll() is None  # still waiting for the lock
-    out, _ = other.communicate(timeout=30)
-    assert float(out) >= 0.5
+    assert waited(other) >= 0.5
     with index.locked("b"):  # another collection's lock is another file
-        other = taker()
-        out, _ = other.communicate(timeout=30)
-        assert float(out) < 0.5
+        assert waited(taker()) < 0.5
