@@ -5,7 +5,6 @@ splitting long text into messages under a platform's limit. Adapters add only th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from rag.types import Answer, IngestReport
 
@@ -13,18 +12,6 @@ STATUS_SEARCHING = "searching the documents…"
 STATUS_WRITING = "writing…"
 SHORTENED_MARK = "(answer shortened)"
 ABSTAIN_TEXT = "The documents don't say."
-
-
-@dataclass(frozen=True, slots=True)
-class PlatformLimits:
-    """What one platform accepts in a single message."""
-
-    message_chars: int
-
-
-DISCORD_LIMITS = PlatformLimits(message_chars=2000)
-SLACK_LIMITS = PlatformLimits(message_chars=3000)  # a section block's text limit
-CONSOLE_LIMITS = PlatformLimits(message_chars=1_000_000)
 
 
 def format_eta(seconds: float) -> str:
@@ -132,7 +119,3 @@ def _inside_citation(text: str, index: int) -> bool:
     closed = text.find("]", index)
     return closed != -1 and closed - opened <= 80 and "\n" not in text[opened:closed]
 
-
-def render_answer_messages(answer: Answer, limits: PlatformLimits) -> list[str]:
-    """The final answer as one or more messages that fit the platform."""
-    return split_message(render_answer(answer), limits.message_chars)

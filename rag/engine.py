@@ -60,7 +60,6 @@ EMBED_BATCH = 64
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    collection: str
     chunk_words: int
     chunk_overlap: int
     retrieval: RetrievalParams
@@ -126,8 +125,6 @@ class RagEngine:
         self._index = Lazy(lambda: FaissIndex(index_dir, self._embedder.get().dimension))
         self._options = options
         self._vocabulary = Lazy(lambda: _vocabulary_of(self._embedder.get()))
-        self._checked: set[str] = set()
-        self._check_lock = threading.Lock()
         # Retrieval, evidence ranking, ingest and forget take turns (the embedder's tokenizer is
         # not thread-safe, and a search must not see half an ingest); generation, the slow
         # part, runs outside it, so with a generation server several answers overlap.
@@ -169,32 +166,44 @@ class RagEngine:
                 close()  # the model's child process, if it has one
 
     def _ready_index(self, collection: str) -> FaissIndex:
-        """The vector index, checked once per collection against SQLite (rebuilt if they differ)."""
+        """The collection's vector index as of SQLite's latest document write.
+
+        Another process (`folio ingest` beside the running bot, a second node) may have written
+        since this one loaded the index: SQLite's generation then differs from the copy's, and
+        the copy is reloaded from the file that process saved, or rebuilt from SQLite when the
+        file does not hold that generation (a crash between the two writes, an older Folio).
+        """
         index = self._index.get()
-        if collection not in self._checked:
-            with self._check_lock:
-                if collection not in self._checked:
-                    dimension = self._embedder.get().dimension
-                    index.ensure_consistent(
-                        collection,
-                        self._store.chunk_ids(collection),
-                        self._store.iter_vectors(collection, dimension),
-                    )
-                    self._checked.add(collection)
+        if index.generation(collection) != self._store.generation(collection):
+            with index.locked(collection):
+                current = self._store.generation(collection)
+                if index.generation(collection) != current and index.reload(collection) != current:
+                    self._rebuild_index(index, collection, current)
         return index
 
+    def _rebuild_index(self, index: FaissIndex, collection: str, generation: int) -> None:
+        """Rebuild from SQLite's vectors (under the index lock, so no engine writes meanwhile)."""
+        if self._store.chunk_ids(collection) or index.ids(collection):
+            logger.info("vector index of %r is behind the database; rebuilding", collection)
+        vectors = self._store.iter_vectors(collection, self._embedder.get().dimension)
+        index.rebuild(collection, vectors, generation=generation)
+
     def check(self, collection: str) -> bool:
-        """Verify the vector index against SQLite and rebuild it if needed. True if rebuilt."""
-        with self._state, self._check_lock:
-            self._checked.discard(collection)
+        """Verify the saved vector index against SQLite (its generation, then its chunk ids) and
+        rebuild it if they differ. True if it was rebuilt."""
+        with self._state:
             index = self._index.get()
-            rebuilt = index.ensure_consistent(
-                collection,
-                self._store.chunk_ids(collection),
-                self._store.iter_vectors(collection, self._embedder.get().dimension),
-            )
-            self._checked.add(collection)
-            return rebuilt
+            with index.locked(collection):
+                current = self._store.generation(collection)
+                if index.reload(collection) != current:
+                    self._rebuild_index(index, collection, current)
+                    return True
+                return index.ensure_consistent(
+                    collection,
+                    self._store.chunk_ids(collection),
+                    self._store.iter_vectors(collection, self._embedder.get().dimension),
+                    generation=current,
+                )
 
     # --- documents ---------------------------------------------------------------------------
 
@@ -236,9 +245,11 @@ class RagEngine:
             raise NotFoundError(
                 f"No document named {name!r} in this collection (indexed: {known})."
             )
-        index = self._ready_index(collection)
-        removed = self._store.delete_document(collection, name)
-        index.remove(collection, removed)
+        index = self._index.get()
+        with index.locked(collection):  # one writer at a time, across processes too
+            self._ready_index(collection)
+            removed = self._store.delete_document(collection, name)
+            index.remove(collection, removed, generation=self._store.generation(collection))
         return info
 
     def ingest_bytes(
@@ -345,7 +356,7 @@ class RagEngine:
         index = self._ready_index(collection)
         vectors = []
         for _start, batch in _batches(chunks, EMBED_BATCH):
-            vectors.append(embedder.embed_documents([_embedding_text(name, c) for c in batch]))
+            vectors.append(embedder.embed_documents([_embedding_text(c) for c in batch]))
             if on_progress is not None:
                 on_progress(name, batch[-1].page, total_pages)
         import numpy as np
@@ -355,30 +366,34 @@ class RagEngine:
             if vectors
             else np.zeros((0, embedder.dimension), dtype=np.float32)
         )
-        previous = self._store.document(collection, name)
-        try:
-            self._keep_original(collection, prepared)
-            removed, ids = self._store.put_document(
-                collection, name, prepared.sha256, parsed, chunks, matrix
-            )
-        except (sqlite3.Error, OSError) as exc:
-            # One transaction: SQLite rolled back, the index never saw the file. A full or
-            # read-only disk is an expected fault, so one log line, not a traceback.
-            self._drop_original(collection, prepared.sha256)
-            logger.warning("could not write %s to the data folder: %s", name, exc)
-            return FileOutcome(name, "failed", reason=f"cannot write to the data folder ({exc})")
-        if previous is not None and previous.sha256 != prepared.sha256:
-            self._drop_original(collection, previous.sha256)
         warnings = []
-        try:
-            index.replace(collection, removed, ids, matrix)
-        except (OSError, RuntimeError) as exc:
-            # SQLite (the source of truth) has the whole file; the vector file is rebuilt from
-            # it on next use, so the document is searchable and nothing is half-written.
-            self._checked.discard(collection)
-            logger.warning("could not save the vector index after %s: %s", name, exc)
-            warnings.append(f"the vector index file could not be saved ({exc}); "
-                            "it is rebuilt from the database on next use")
+        with index.locked(collection):  # one writer at a time, across processes too
+            self._ready_index(collection)  # with what another process wrote meanwhile
+            previous = self._store.document(collection, name)
+            try:
+                self._keep_original(collection, prepared)
+                removed, ids = self._store.put_document(
+                    collection, name, prepared.sha256, parsed, chunks, matrix
+                )
+            except (sqlite3.Error, OSError) as exc:
+                # One transaction: SQLite rolled back, the index never saw the file. A full or
+                # read-only disk is an expected fault, so one log line, not a traceback.
+                self._drop_original(collection, prepared.sha256)
+                logger.warning("could not write %s to the data folder: %s", name, exc)
+                return FileOutcome(
+                    name, "failed", reason=f"cannot write to the data folder ({exc})"
+                )
+            if previous is not None and previous.sha256 != prepared.sha256:
+                self._drop_original(collection, previous.sha256)
+            try:
+                generation = self._store.generation(collection)
+                index.replace(collection, removed, ids, matrix, generation=generation)
+            except (OSError, RuntimeError) as exc:
+                # SQLite (the source of truth) has the whole file; the vector file is rebuilt
+                # from it on next use, so the document is searchable and nothing is half-written.
+                logger.warning("could not save the vector index after %s: %s", name, exc)
+                warnings.append(f"the vector index file could not be saved ({exc}); "
+                                "it is rebuilt from the database on next use")
         if on_progress is not None:
             on_progress(name, total_pages, total_pages)
         if parsed.pages_without_text:
@@ -710,7 +725,7 @@ def _vocabulary_of(embedder: Embedder) -> frozenset[str]:
     return vocabulary() if callable(vocabulary) else frozenset()
 
 
-def _embedding_text(name: str, chunk: Chunk) -> str:
+def _embedding_text(chunk: Chunk) -> str:
     return chunk.text
 
 
@@ -795,7 +810,6 @@ def build_engine(
     """Construct the engine from settings (models load on first use). `generator` replaces the
     configured generation back end (another model runner, or a test's)."""
     options = EngineOptions(
-        collection=settings.default_collection,
         chunk_words=settings.chunking.target_words,
         chunk_overlap=settings.chunking.overlap_words,
         retrieval=RetrievalParams(

@@ -57,6 +57,10 @@ CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
     text, tokenize = 'porter unicode61 remove_diacritics 2'
 );
+CREATE TABLE IF NOT EXISTS generations (
+    collection TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
+);
 """
 
 _STOPWORDS = FUNCTION_WORDS | frozenset(
@@ -122,15 +126,18 @@ class DocumentStore:
     """Thread-safe access to the documents database (one connection, serialised by a lock)."""
 
     def __init__(self, path: Path) -> None:
+        db: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()  # the file stays open otherwise, until the error is collected
             reason = "read-only file system" if _read_only(path.parent) else (
                 getattr(exc, "strerror", None) or str(exc)
             )
@@ -138,6 +145,7 @@ class DocumentStore:
                 f"cannot open the document database {path} ({reason}); "
                 "check that the data folder is writable and has free space"
             ) from exc
+        self._db = db
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -205,7 +213,8 @@ class DocumentStore:
         """
         added_at = datetime.now(UTC).isoformat(timespec="seconds")
         with self._transaction() as db:
-            removed = self._delete(db, collection, name)
+            removed = self._delete(db, collection, name) or []
+            self._bump(db, collection)
             cursor = db.execute(
                 """INSERT INTO documents (collection, name, sha256, title, pages,
                        pages_without_text, added_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
@@ -242,15 +251,38 @@ class DocumentStore:
     def delete_document(self, collection: str, name: str) -> list[int]:
         """Delete a document; return the ids of its chunks (for the vector index)."""
         with self._transaction() as db:
-            return self._delete(db, collection, name)
+            removed = self._delete(db, collection, name)
+            if removed is None:
+                return []
+            self._bump(db, collection)
+            return removed
+
+    def generation(self, collection: str) -> int:
+        """How many document writes the collection has had: every put and delete adds one in
+        its own transaction, so a process whose vector index was built at another generation
+        knows that another process changed the documents since (0: never written)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT generation FROM generations WHERE collection = ?", (collection,)
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     @staticmethod
-    def _delete(db: sqlite3.Connection, collection: str, name: str) -> list[int]:
+    def _bump(db: sqlite3.Connection, collection: str) -> None:
+        db.execute(
+            """INSERT INTO generations (collection, generation) VALUES (?, 1)
+               ON CONFLICT (collection) DO UPDATE SET generation = generation + 1""",
+            (collection,),
+        )
+
+    @staticmethod
+    def _delete(db: sqlite3.Connection, collection: str, name: str) -> list[int] | None:
+        """Delete a document and return its chunk ids (None if there was no such document)."""
         row = db.execute(
             "SELECT id FROM documents WHERE collection = ? AND name = ?", (collection, name)
         ).fetchone()
         if row is None:
-            return []
+            return None
         ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE document_id = ?", row)]
         db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         db.execute("DELETE FROM documents WHERE id = ?", row)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from adapters.discord.ports import CorePort
 from bot.jobs import Job
@@ -153,14 +153,3 @@ class DiscordAdapter:
     async def post_error(self, job: Job, message: str) -> None:
         await self._deliver().error(job, message)
 
-    def describe(self) -> dict[str, Any]:
-        """For logs and `folio status`: who the bot is and where it is."""
-        client = self._client
-        if client is None or client.user is None:
-            return {"platform": PLATFORM, "connected": False}
-        return {
-            "platform": PLATFORM,
-            "connected": not client.is_closed() and client.is_ready(),
-            "user": str(client.user),
-            "guilds": len(client.guilds),
-        }

@@ -15,7 +15,7 @@ from bot.history import HistoryEntry
 from bot.jobs import Job
 from rag.types import Answer, DocumentInfo, IngestReport
 
-LIMIT = render.DISCORD_LIMITS.message_chars
+LIMIT = 2000  # characters Discord accepts in one message
 _BARE_URL = re.compile(r"(?<![<(])\bhttps?://[^\s<>]+")
 
 

@@ -300,6 +300,3 @@ class SlackAdapter:
 
     async def post_error(self, job: Job, message: str) -> None:
         await self.delivery.error(job, message)
-
-    def describe(self) -> dict[str, Any]:
-        return {"platform": PLATFORM, "mode": self.settings.mode, "bot_user_id": self.bot_user_id}

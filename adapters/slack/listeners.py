@@ -139,10 +139,14 @@ class SlackListeners:
                 "what is the refund policy?`"
             )
             return
+        # Acknowledge before any Web API call: those retry on 429s and 5xx, and Slack shows
+        # "operation_timeout" when the ack misses its 3 s deadline.
+        await ack()
         key = f"command:{command['trigger_id']}"
-        if not self._seen.first_time(key):
-            await ack()
-            return
+        if self._seen.first_time(key):
+            await self._reporting(command, self._ask(command, question, key))
+
+    async def _ask(self, command: dict[str, Any], question: str, key: str) -> None:
         team, channel, user = command["team_id"], command["channel_id"], command["user_id"]
         # The answer goes in a message of its own, posted now so that its thread (where
         # follow-ups continue the conversation) is known before the job is queued.
@@ -169,17 +173,15 @@ class SlackListeners:
         )
         try:
             accepted = await self._core.submit(job)
-        except Exception as exc:  # nothing was queued: say why (and log it if unexpected)
-            if isinstance(exc, DuplicateJobError):
-                await ack()
-            else:
-                await ack(text=f":warning: {escape(user_message(exc))}")
+        except Exception as exc:  # nothing was queued: take the message back, say why
             if root:
                 await self._outbox.delete(root)
-            return
-        where = "in this channel" if root else "here when it is ready"
-        queued = fmt.queued(accepted.position, accepted.eta_s)
-        await ack(text=f"{queued} The answer will appear {where}.")
+            if isinstance(exc, DuplicateJobError):  # a redelivery: it is answered already
+                return
+            raise  # → on_error: the reason, privately, through the response_url
+        if root is None:  # the queued note is in the message when there is one
+            queued = fmt.queued(accepted.position, accepted.eta_s)
+            await self._private(command, f"{queued} The answer will appear here when it is ready.")
 
     async def on_mention(
         self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext

@@ -11,10 +11,8 @@ from hypothesis import strategies as st
 
 from bot.errors import QueueFullError
 from bot.render import (
-    DISCORD_LIMITS,
     format_eta,
     render_answer,
-    render_answer_messages,
     render_ingest,
     render_queued,
     split_message,
@@ -98,7 +96,7 @@ def test_split_keeps_a_citation_on_one_line() -> None:
 def test_long_answer_fits_discord() -> None:
     body = " ".join(f"Sentence number {i} says something useful." for i in range(200))
     answer = Answer(body, [Citation("a.pdf", 1, "")], [], False)
-    messages = render_answer_messages(answer, DISCORD_LIMITS)
+    messages = split_message(render_answer(answer), 2000)
     assert len(messages) > 1 and all(len(m) <= 2000 for m in messages)
     assert messages[-1].endswith("Sources: [a.pdf p.1]")
     assert all(m.endswith(".") for m in messages[:-1])  # cut at sentence ends

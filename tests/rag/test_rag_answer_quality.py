@@ -60,11 +60,11 @@ def evidence(page: int, score: float, sentence: str = "", document: str = "paper
 @pytest.mark.parametrize(
     "question",
     [
-        "How many posts were annotated?",
+        "How many boats were inspected?",
         "how much money could the app lose per day?",
-        "How long is the video?",
-        "What percentage of followers are normal users?",
-        "How accurate was the method?",
+        "How long is the crossing?",
+        "What percentage of passengers are children?",
+        "How accurate is the tide forecast?",
         "What was the number of participants?",
     ],
 )
@@ -75,10 +75,10 @@ def test_quantity_questions_are_recognised(question: str) -> None:
 @pytest.mark.parametrize(
     "question",
     [
-        "Which websites were shared most?",
-        "Why did the attack fail?",
-        "What method did they use for sentiment analysis?",
-        "How do they infer social links?",
+        "Which harbours were visited most?",
+        "Why did the engine fail?",
+        "Which chart did the pilots follow?",
+        "How do they infer the ferry routes?",
     ],
 )
 def test_other_questions_are_not_quantity_questions(question: str) -> None:
@@ -88,10 +88,10 @@ def test_other_questions_are_not_quantity_questions(question: str) -> None:
 @pytest.mark.parametrize(
     "sentence",
     [
-        "Out of the 36 applications, the attack succeeded on 31.",
-        "The method achieved 95.6% accuracy.",
-        "The dataset contains 85.04M tweets from 182 countries.",
-        "Annotators labelled 1,188 posts in total.",
+        "Out of the 42 ferries, the inspectors passed 37.",
+        "The forecast achieved 91.3% accuracy.",
+        "The log holds 12.07M readings from 96 buoys.",
+        "Inspectors checked 2,417 hulls in total.",
     ],
 )
 def test_sentences_stating_a_quantity(sentence: str) -> None:
@@ -101,13 +101,13 @@ def test_sentences_stating_a_quantity(sentence: str) -> None:
 @pytest.mark.parametrize(
     "sentence",
     [
-        "We use the LDA model (30) to extract the topics [12, 14].",  # citation markers
+        "We use the tide model (30) to predict the levels [12, 14].",  # citation markers
         "The study was published in 2019 and revised in 2021.",  # years
         "Collection started on March 1, 2020.",  # a date
-        "Privacy in Social Media 39:5 k-anonymity is further adopted.",  # a running head
+        "Harbour Safety Review 12:7 the mooring rule is further adopted.",  # a running head
         "As shown in Figure 4 and Table 5, see Section 5.6 and Step 3.",  # parts of the paper
-        "COVID-19 tweets were analysed with GPT-3.5 and details are in S6.",  # names with digits
-        "3 A Pilot Study Existing attacks adopt heuristic designs.",  # a section number
+        "MV-7 logs were analysed with WAVE-3.5 and details are in S6.",  # names with digits
+        "3 A Field Survey Existing moorings adopt simple designs.",  # a section number
     ],
 )
 def test_numbers_that_are_not_quantities(sentence: str) -> None:
@@ -116,12 +116,12 @@ def test_numbers_that_are_not_quantities(sentence: str) -> None:
 
 def test_a_quantity_question_ranks_the_sentence_with_the_number_first() -> None:
     text = (
-        "The attack was tested on several applications in the study. "
-        "The attack was tested on 36 applications in the study."
+        "The pump was tested on several vessels in the trial. "
+        "The pump was tested on 36 vessels in the trial."
     )
-    question = "How many applications was the attack tested on?"
+    question = "How many vessels was the pump tested on?"
     ranked = rank_evidence(question, [passage(text)], SameVectorEmbedder())
-    assert ranked[0].sentence == "The attack was tested on 36 applications in the study."
+    assert ranked[0].sentence == "The pump was tested on 36 vessels in the trial."
     assert ranked[0].score > ranked[1].score
     # Without the rule the two sentences tie: the bonus is what orders them.
     plain = rank_evidence(question, [passage(text)], SameVectorEmbedder(), number_bonus=0.0)
@@ -130,11 +130,11 @@ def test_a_quantity_question_ranks_the_sentence_with_the_number_first() -> None:
 
 def test_a_question_that_asks_no_quantity_gets_no_number_bonus() -> None:
     text = (
-        "The attack was tested on several applications in the study. "
-        "The attack was tested on 36 applications in the study."
+        "The pump was tested on several vessels in the trial. "
+        "The pump was tested on 36 vessels in the trial."
     )
     ranked = rank_evidence(
-        "Which applications was the attack tested on?", [passage(text)], SameVectorEmbedder()
+        "Which vessels was the pump tested on?", [passage(text)], SameVectorEmbedder()
     )
     assert ranked[0].score == pytest.approx(ranked[1].score)
 
@@ -142,8 +142,8 @@ def test_a_question_that_asks_no_quantity_gets_no_number_bonus() -> None:
 # --- figure labels -----------------------------------------------------------------------------
 
 FIGURE_LABELS = (
-    "Documentation Example Prompts Target LLM Sample Responses Custom LLM Context Inferrer "
-    "Strategy Controller Injection Prompts Framework Generation Separator Generation."
+    "Harbour Map Pier Labels Ferry Route Tide Gauge Sample Readings Buoy Marker Signal "
+    "Controller Light Beacon Route Planner Legend Generation."
 )
 
 
@@ -154,12 +154,12 @@ def test_prose_and_figure_labels_are_told_apart() -> None:
 
 
 def test_figure_labels_are_not_evidence() -> None:
-    text = f"{FIGURE_LABELS} The framework generation step uses a custom LLM to write prompts."
+    text = f"{FIGURE_LABELS} The route planner reads the tide gauge to time each departure."
     ranked = rank_evidence(
-        "Which LLM does the framework generation use?", [passage(text)], SameVectorEmbedder()
+        "Which gauge does the route planner read?", [passage(text)], SameVectorEmbedder()
     )
     assert [e.sentence for e in ranked] == [
-        "The framework generation step uses a custom LLM to write prompts."
+        "The route planner reads the tide gauge to time each departure."
     ]
 
 
@@ -193,11 +193,11 @@ def test_page_relevance_is_the_best_sentence_score_per_page() -> None:
 
 
 def test_question_names_are_capitalised_words_inside_a_sentence() -> None:
-    assert question_names("How many of the COVID-19 tweets were in Spanish?") == [
-        "COVID-19",
-        "Spanish",
+    assert question_names("How many MV-7 ferries were built in Norway?") == [
+        "MV-7",
+        "Norway",
     ]
-    assert question_names("What does I mean? Tell me about Telegram.") == ["Telegram"]
+    assert question_names("What does I mean? Tell me about Lisbon.") == ["Lisbon"]
     assert question_names("what about the harbour?") == []
 
 
@@ -213,18 +213,18 @@ def put(store: DocumentStore, name: str, pages: list[str]) -> None:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[DocumentStore]:
     store = DocumentStore(tmp_path / "documents.sqlite")
-    put(store, "tweets.pdf", ["We collected English tweets about the pandemic from March."])
-    put(store, "privacy.pdf", ["Texts are translated into Spanish and back to hide the author."])
+    put(store, "ferries.pdf", ["We counted English ferries crossing the bay from March."])
+    put(store, "charts.pdf", ["Charts are printed in Spanish and in French for the crews."])
     yield store
     store.close()
 
 
 def test_term_search_can_be_scoped_to_some_documents(store: DocumentStore) -> None:
     assert store.term_in_collection("papers", "spanish")
-    assert store.term_in_collection("papers", "spanish", ["privacy.pdf"])
-    assert not store.term_in_collection("papers", "spanish", ["tweets.pdf"])
-    assert store.term_in_collection("papers", "english", ["tweets.pdf", "privacy.pdf"])
-    assert not store.term_in_collection("other", "spanish", ["privacy.pdf"])
+    assert store.term_in_collection("papers", "spanish", ["charts.pdf"])
+    assert not store.term_in_collection("papers", "spanish", ["ferries.pdf"])
+    assert store.term_in_collection("papers", "english", ["ferries.pdf", "charts.pdf"])
+    assert not store.term_in_collection("other", "spanish", ["charts.pdf"])
 
 
 def engine_over(store: DocumentStore, tmp_path: Path) -> RagEngine:
@@ -232,7 +232,6 @@ def engine_over(store: DocumentStore, tmp_path: Path) -> RagEngine:
         raise AssertionError("the name check needs no model")
 
     options = EngineOptions(
-        collection="papers",
         chunk_words=110,
         chunk_overlap=0,
         retrieval=RetrievalParams(top_k=5, candidates=10, rrf_k=60, dense_weight=1.0,
@@ -248,13 +247,13 @@ def test_a_name_the_answering_documents_never_mention_is_reported(
     store: DocumentStore, tmp_path: Path
 ) -> None:
     engine = engine_over(store, tmp_path)
-    tweets = [passage("We collected English tweets.", document="tweets.pdf")]
-    privacy = [passage("Translated into Spanish.", document="privacy.pdf")]
-    question = "How many of the collected Pandemic tweets were in Spanish?"
+    ferries = [passage("We counted English ferries.", document="ferries.pdf")]
+    charts = [passage("Printed in Spanish.", document="charts.pdf")]
+    question = "How many counted Bay ferries were crewed in Spanish?"
     # "Spanish" is in the collection, but not in the document the passages come from.
-    assert engine._names_missing_from(question, tweets, "papers") == ["spanish"]
-    assert engine._names_missing_from(question, tweets + privacy, "papers") == []
+    assert engine._names_missing_from(question, ferries, "papers") == ["spanish"]
+    assert engine._names_missing_from(question, ferries + charts, "papers") == []
     # Names the documents do mention, and words that merely open the question, pass.
-    assert engine._names_missing_from("Were English tweets collected?", tweets, "papers") == []
-    assert engine._names_missing_from("Pandemic tweets?", tweets, "papers") == []
+    assert engine._names_missing_from("Were English ferries counted?", ferries, "papers") == []
+    assert engine._names_missing_from("Bay ferries?", ferries, "papers") == []
     assert engine._names_missing_from(question, [], "papers") == []

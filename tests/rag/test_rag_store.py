@@ -167,3 +167,21 @@ def test_page_text_and_find_by_sha_are_scoped(store: DocumentStore) -> None:
     info = store.find_by_sha("a", "s1")
     assert info is not None and info.name == "guide.pdf" and info.pages == 2
     assert store.find_by_sha("b", "s1") is None
+
+
+def test_every_document_write_moves_the_collection_generation_and_a_no_op_does_not(
+    store: DocumentStore, tmp_path: Path
+) -> None:
+    assert store.generation("a") == 0
+    put(store, "a", "guide.pdf", ["The ferry leaves at seven."])
+    put(store, "a", "guide.pdf", ["The ferry leaves at eight."])  # a replacement: one write
+    put(store, "b", "other.pdf", ["Tomatoes need sun."])
+    assert (store.generation("a"), store.generation("b")) == (2, 1)
+    store.delete_document("a", "guide.pdf")
+    assert store.generation("a") == 3
+    assert store.delete_document("a", "guide.pdf") == [] and store.generation("a") == 3
+    other = DocumentStore(tmp_path / "documents.sqlite")  # another process's view
+    try:
+        assert (other.generation("a"), other.generation("b")) == (3, 1)
+    finally:
+        other.close()

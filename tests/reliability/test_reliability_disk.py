@@ -1,8 +1,8 @@
 """A data folder on a real small file system that fills up, or turns read-only, during ingest.
 
 The data folder is a tmpfs of a few megabytes mounted for the test (root can mount one; elsewhere
-these tests skip, and test_reliability_faults.py's simulated read-only write still runs). `folio`
-runs as a real process, as an admin would run it.
+these tests skip, or fail under CI, and test_reliability_faults.py's read-only folder still
+runs). `folio` runs as a real process, as an admin would run it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pdfs
 import pytest
+from prerequisites import missing
 from reliability_env import clean_env
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "disk"
     target.mkdir()
     if not mount(target, f"size={SIZE_KB}k"):
-        pytest.skip("mounting a tmpfs needs root and mount(8); the simulated fault test covers it")
+        missing("mounting a tmpfs needs root and mount(8) (and a container allowed to mount)")
     try:
         yield target
     finally:

@@ -13,11 +13,11 @@ import multiprocessing
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pdfs
 import pytest
+from prerequisites import unicode_font
 from reliability_hostile import blank_pages_pdf, decompression_bomb_pdf, nested_arrays_pdf
 
 from config.settings import Settings
@@ -29,7 +29,6 @@ from rag.types import FileOutcome
 pytestmark = pytest.mark.slow
 
 COLLECTION = "hostile"
-UNICODE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 GREEK = (
     "Ο λιμενάρχης ελέγχει κάθε πλοίο πριν φύγει από τον κόλπο τη νύχτα. "
     "Το φέρι για το νησί αναχωρεί κάθε ενενήντα λεπτά από την αποβάθρα επτά."
@@ -38,12 +37,11 @@ GREEK = (
 
 def unicode_pdf(text: str) -> bytes:
     """One page of `text` in DejaVu Sans (fpdf2's core fonts are Latin-1 only)."""
-    if not UNICODE_FONT.is_file():
-        pytest.skip(f"no Unicode TrueType font at {UNICODE_FONT} to write non-Latin-1 text with")
+    font = unicode_font()
     from fpdf import FPDF
 
     pdf = FPDF(format="A4")
-    pdf.add_font("DejaVu", fname=str(UNICODE_FONT))
+    pdf.add_font("DejaVu", fname=str(font))
     pdf.set_font("DejaVu", size=11)
     pdf.add_page()
     pdf.multi_cell(0, 6, text)

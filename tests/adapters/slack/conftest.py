@@ -63,10 +63,13 @@ async def start_adapter(
     try:
         yield start
     finally:
-        # Bolt sends an ack a moment after the listener calls ack(): let the last ones arrive.
-        await fake_slack.wait_for(fake_slack.all_acked, within=3.0)
-        for adapter in started:
-            await adapter.stop()
+        try:
+            # Bolt sends an ack a moment after the listener calls ack(): let the last ones
+            # arrive (an envelope never acked fails the test here).
+            await fake_slack.wait_for(fake_slack.all_acked, within=3.0)
+        finally:
+            for adapter in started:  # else a failed test hangs on the open websocket
+                await adapter.stop()
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import time
@@ -24,6 +26,7 @@ from fpdf import FPDF
 
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-fake-app-token"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM_ID = "T0TEAM"
 BOT_USER_ID = "U0BOT"
 BOT_ID = "B0BOT"
@@ -435,6 +438,15 @@ def slash_command(
         "response_url": fake.response_url(),
         "trigger_id": trigger_id or f"{next(_ids)}.{next(_ids)}.trigger",
     }
+
+
+def signed(
+    body: str, *, secret: str = SIGNING_SECRET, timestamp: float | None = None
+) -> dict[str, str]:
+    """The headers with which Slack signs a request to an app in HTTP mode."""
+    ts = str(int(time.time() if timestamp is None else timestamp))
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
 
 
 def event_callback(event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:

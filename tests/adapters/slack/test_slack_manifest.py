@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml  # PyYAML: in the dev extra
 
 from adapters.slack import SlackSettings
 
@@ -14,7 +15,6 @@ MANIFEST = Path(__file__).resolve().parents[3] / "slack-manifest.yaml"
 
 @pytest.fixture
 def manifest() -> dict[str, Any]:
-    yaml = pytest.importorskip("yaml")
     data: dict[str, Any] = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
     return data
 

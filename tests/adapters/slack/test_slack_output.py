@@ -97,12 +97,15 @@ async def test_when_the_app_cannot_post_the_answer_goes_through_the_response_url
     adapter: SlackAdapter, fake_slack: FakeSlack, core: FakeCore
 ) -> None:
     payload = slash_command(fake_slack, "/ask", "private?", channel="CPRIVATE1")
-    ack = await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", payload))
-    assert "appear here" in ack["payload"]["text"]
+    await fake_slack.send_envelope("slash_commands", payload)
     job = await core.next_job()
+    [note] = await fake_slack.wait_for(lambda: fake_slack.response_url_posts)
+    assert "position 1" in note["text"] and "appear here" in note["text"]
+    assert note["response_type"] == "ephemeral"
     await adapter.stream_partial(job, "partial text is not sent this way")
     await adapter.post_answer(job, Answer("Yes.", [Citation("p.pdf", 3, "q")], [], False))
-    [post] = await fake_slack.wait_for(lambda: fake_slack.response_url_posts)
+    await fake_slack.wait_for(lambda: len(fake_slack.response_url_posts) == 2)
+    post = fake_slack.response_url_posts[1]
     assert post["response_type"] == "in_channel"
     assert "Yes." in post["text"] and "[p.pdf p.3]" in post["text"]
     assert post["unfurl_links"] is False
