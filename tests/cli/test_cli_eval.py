@@ -4,11 +4,12 @@ their history, and faithfulness (answers with a sentence their cited pages do no
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pdfs
 import pytest
-from conftest import Result
 
 from bot.evaluate import Question, score, summarize, unsupported_sentences
 from rag.types import Answer, Citation
@@ -54,7 +55,7 @@ def test_the_summary_counts_unfaithful_answers_among_those_given() -> None:
 
 @pytest.mark.slow
 def test_eval_writes_abstentions_and_follow_ups_as_the_user_sees_them(
-    folio: object, tmp_path: Path
+    folio: Callable[..., Any], tmp_path: Path
 ) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -72,8 +73,7 @@ def test_eval_writes_abstentions_and_follow_ups_as_the_user_sees_them(
     ]
     questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "answers.jsonl"
-    run = folio  # type: ignore[assignment]
-    result: Result = run("--data-dir", str(tmp_path / "data"), "eval", str(questions),
+    result = folio("--data-dir", str(tmp_path / "data"), "eval", str(questions),
                          "--docs", str(docs), "--out", str(out), "--json")
     assert result.code == 0, result.err
     summary = json.loads(result.out)
