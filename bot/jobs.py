@@ -132,7 +132,12 @@ Outcome = AnswerOutcome | IngestOutcome | NoticeOutcome | ErrorOutcome
 
 
 def citation_to_dict(citation: Citation) -> dict[str, Any]:
-    return {"document": citation.document, "page": citation.page, "quote": citation.quote}
+    return {
+        "document": citation.document,
+        "page": citation.page,
+        "quote": citation.quote,
+        "from_image": citation.from_image,
+    }
 
 
 def passage_to_dict(passage: Passage) -> dict[str, Any]:
@@ -171,6 +176,8 @@ def outcome_to_json(outcome: Outcome) -> str:
                         "pages": o.pages,
                         "chunks": o.chunks,
                         "reason": o.reason,
+                        "ocr_pages": o.ocr_pages,
+                        "parser": o.parser,
                     }
                     for o in report.outcomes
                 ],

@@ -29,7 +29,8 @@ from rag.generate import Generator, LlamaCppGenerator
 from rag.index import FaissIndex
 from rag.models import default_embedding_model, default_generation_model
 from rag.normalize import strip_invisible
-from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
+from rag.ocr import OcrOptions
+from rag.parse import OCR_PROGRESS_SUFFIX, ParsedDocument, ParseLimits, parse_pdf, sha256_of
 from rag.prompt import PromptBuilder, PromptLimits, sanitize
 from rag.retrieve import HybridRetriever, RetrievalParams
 from rag.store import DocumentStore, question_terms
@@ -251,9 +252,11 @@ class RagEngine:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="folio-prefetch") as pool:
             pending: Future[_Prepared] | None = None
             for position, path in enumerate(files):
-                current = pending.result() if pending else self._prepare(path, collection)
+                current = (
+                    pending.result() if pending else self._prepare(path, collection, on_progress)
+                )
                 pending = (
-                    pool.submit(self._prepare, files[position + 1], collection)
+                    pool.submit(self._prepare, files[position + 1], collection, on_progress)
                     if position + 1 < len(files)
                     else None
                 )
@@ -265,22 +268,36 @@ class RagEngine:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare(self, path: Path, collection: str) -> _Prepared:
+    def _prepare(
+        self, path: Path, collection: str, on_progress: IngestProgressCallback | None = None
+    ) -> _Prepared:
         """Read, deduplicate and parse one file (runs ahead on the prefetch thread)."""
         name = safe_document_name(path.name)
         try:
             data = read_limited(path, self._options.parse.max_bytes)
         except BadDocumentError as exc:
             return _Prepared(name, "", None, exc.message)
-        return self._parse(name, data, collection)
+        return self._parse(name, data, collection, on_progress)
 
-    def _parse(self, name: str, data: bytes, collection: str) -> _Prepared:
+    def _parse(
+        self,
+        name: str,
+        data: bytes,
+        collection: str,
+        on_progress: IngestProgressCallback | None = None,
+    ) -> _Prepared:
         sha = sha256_of(data)
         duplicate = self._store.find_by_sha(collection, sha)
         if duplicate is not None:
             return _Prepared(name, sha, None, "", duplicate_of=duplicate)
+
+        def ocr_progress(done: int, total: int) -> None:
+            # OCR pages get their own count (and bar): they are far slower than text pages.
+            if on_progress is not None:
+                on_progress(f"{name}{OCR_PROGRESS_SUFFIX}", done, total)
+
         try:
-            parsed = parse_pdf(data, self._options.parse)
+            parsed = parse_pdf(data, self._options.parse, ocr_progress)
         except BadDocumentError as exc:
             return _Prepared(name, sha, None, exc.message)
         return _Prepared(name, sha, parsed, "")
@@ -288,7 +305,7 @@ class RagEngine:
     def _ingest_one(
         self, name: str, data: bytes, collection: str, on_progress: IngestProgressCallback | None
     ) -> FileOutcome:
-        prepared = self._parse(name, data, collection)
+        prepared = self._parse(name, data, collection, on_progress)
         with self._state:
             return self._finish(prepared, collection, on_progress)
 
@@ -338,7 +355,7 @@ class RagEngine:
             # read-only disk is an expected fault, so one log line, not a traceback.
             logger.warning("could not write %s to the data folder: %s", name, exc)
             return FileOutcome(name, "failed", reason=f"cannot write to the data folder ({exc})")
-        warnings = []
+        warnings = list(parsed.warnings)
         try:
             index.replace(collection, removed, ids, matrix)
         except (OSError, RuntimeError) as exc:
@@ -350,14 +367,30 @@ class RagEngine:
                             "it is rebuilt from the database on next use")
         if on_progress is not None:
             on_progress(name, total_pages, total_pages)
+        if parsed.pages_from_images:
+            warnings.insert(0, f"{parsed.pages_from_images} page(s) read from images (OCR)")
         if parsed.pages_without_text:
-            warnings.append(
-                f"{parsed.pages_without_text} page(s) have no text layer and were skipped"
-            )
+            warnings.append(f"{parsed.pages_without_text} page(s) have no text and were skipped")
         warning = "; ".join(warnings)
         return FileOutcome(
-            name, "replaced" if removed else "added", total_pages, len(chunks), warning
+            name,
+            "replaced" if removed else "added",
+            total_pages,
+            len(chunks),
+            warning,
+            ocr_pages=parsed.pages_from_images,
+            parser=parsed.parser,
         )
+
+    def _mark_from_image(self, citations: list[Citation], collection: str) -> list[Citation]:
+        """Citations whose quote was read from a page image say so ("read from an image")."""
+        return [
+            replace(c, from_image=True)
+            if not c.from_image
+            and self._store.quote_from_image(collection, c.document, c.page, c.quote)
+            else c
+            for c in citations
+        ]
 
     # --- answering ---------------------------------------------------------------------------
 
@@ -395,6 +428,7 @@ class RagEngine:
         def finish(reason: str = "") -> Answer:
             if reason:
                 logger.info("abstained: %s", reason)
+            answer.citations = self._mark_from_image(answer.citations, collection)
             timings.total = time.perf_counter() - started
             return answer
 
@@ -719,6 +753,17 @@ def build_engine(settings: Settings) -> RagEngine:
             max_pages=settings.ingest.max_pages,
             timeout_s=settings.ingest.parse_timeout_s,
             memory_mb=settings.ingest.parse_memory_mb,
+            ocr=OcrOptions(
+                enabled=settings.ingest.ocr,
+                figures=settings.ingest.ocr_figures,
+                page_timeout_s=settings.ingest.ocr_page_timeout_s,
+                max_pages=settings.ingest.ocr_max_pages,
+                min_confidence=settings.ingest.ocr_min_confidence,
+                memory_mb=settings.ingest.ocr_memory_mb,
+                threads=settings.ingest.ocr_threads,
+                dpi=settings.ingest.ocr_dpi,
+                figure_min_area=settings.ingest.ocr_figure_min_area,
+            ),
         ),
     )
     embedding = settings.embedding
