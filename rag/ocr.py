@@ -157,9 +157,11 @@ class Recognizer:
         dropped = 0
         for index, (text, score) in enumerate(zip(texts, scores, strict=False)):
             text = " ".join(str(text).split())
-            if float(score) < self._min_confidence or sum(ch.isalnum() for ch in text) < 2:
+            if float(score) < self._min_confidence:
                 dropped += 1
                 continue
+            if sum(ch.isalnum() for ch in text) < 2:
+                continue  # a speck or a rule line, not words
             top, bottom, left = _extent(boxes, index)
             lines.append(_Line(text, float(score), top, bottom, left))
         return join_lines(lines), dropped

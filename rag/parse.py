@@ -246,6 +246,9 @@ def _no_text_reason(
     failed = [r for r in reasons if r and "no text" not in r]
     if failed:
         return f"it has no text layer, and OCR failed on its {scans} page image(s) ({failed[0]})"
+    unsure = [r for r in reasons if "confidence" in r]
+    if unsure:
+        return f"it has no text layer, and in its {scans} page image(s) {unsure[0]}"
     return f"it has no text layer, and OCR found no readable text in its {scans} page image(s)"
 
 
