@@ -270,6 +270,7 @@ def answer_record(answer: Any, seconds: float) -> dict[str, Any]:
     return {
         "answer": answer.text,
         "citations": [[c.document, c.page, c.quote] for c in answer.citations],
+        "cited_from_images": [[c.document, c.page] for c in answer.citations if c.from_image],
         "retrieved": [[p.document, p.page] for p in answer.retrieved],
         "abstained": answer.abstained,
         "shortened": answer.shortened,
