@@ -326,7 +326,7 @@ def read_document(data: bytes, max_pages: int) -> RawDocument:
     from rag import pdfium
 
     pypdf_error = ""
-    title, texts, failed = "", [], set()
+    title, texts, failed = "", list[str](), set[int]()
     try:
         title, texts, failed = extract_pages(data, max_pages)
     except _Final:
@@ -367,7 +367,7 @@ def read_document(data: bytes, max_pages: int) -> RawDocument:
         assert layouts is not None
         if not layouts:
             raise BadDocumentError("it has no pages")
-        pages = [RawPage(normalize_page_text(l.text), l.images, l.rotated) for l in layouts]
+        pages = [RawPage(normalize_page_text(p.text), p.images, p.rotated) for p in layouts]
         return RawDocument(
             title="",
             pages=pages,

@@ -66,7 +66,9 @@ def open_document(data: bytes) -> Any:
         return pdfium.PdfDocument(data, password=None)
     except pdfium.PdfiumError as exc:
         if getattr(exc, "err_code", None) == _ERR_PASSWORD:
-            raise BadDocumentError("it needs a password to open (encrypted with a password)")
+            raise BadDocumentError(
+                "it needs a password to open (encrypted with a password)"
+            ) from None
         raise BadDocumentError(f"PDFium cannot read it ({_reason(exc)})") from None
 
 

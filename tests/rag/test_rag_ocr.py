@@ -110,8 +110,9 @@ def test_low_confidence_text_is_dropped_not_indexed() -> None:
 def test_a_page_over_its_time_budget_is_skipped_and_the_rest_goes_in() -> None:
     scan = pdfs.scanned_pdf(SCAN_PAGES[:1])
     text = pdfs.make_pdf(["This text page about tide tables must still go in whole."])
-    from pypdf import PdfReader, PdfWriter
     import io
+
+    from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter()
     for source in (text, scan):
