@@ -53,7 +53,7 @@ class OcrOptions:
     page_timeout_s: float = 30.0
     max_pages: int = 50
     min_confidence: float = 0.8
-    memory_mb: int = 1536
+    memory_mb: int = 2048
     threads: int = 2
     dpi: int = 100
     figure_dpi: int = 150
@@ -215,6 +215,12 @@ def _forbid_network() -> None:
 def _limit_resources(options: OcrOptions) -> None:
     for name in ("OMP_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
         os.environ[name] = str(options.threads)
+    try:  # one malloc arena: each thread's own arena reserves 64 MB of address space (glibc)
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
     try:
         import resource
 
@@ -288,15 +294,21 @@ def _read_task(
             task.page, task.whole_page, text, skipped, dropped, time.perf_counter() - started
         )
     except MemoryError:
-        reason = (
-            f"its image needed more than {options.memory_mb} MB to read "
-            "(a decompression bomb?)"
-        )
+        reason = _too_big(options)
     except Exception as exc:  # a broken image must not lose the other pages
-        reason = f"its image could not be read ({_short(exc)})"
+        message = str(exc).strip()
+        if "alloc" in message.lower():  # ONNX Runtime or OpenCV out of memory
+            reason = _too_big(options)
+        else:
+            last = message.splitlines()[-1] if message else type(exc).__name__
+            reason = f"its image could not be read ({last[:100]})"
     return OcrResult(
         task.page, task.whole_page, skipped=reason, seconds=time.perf_counter() - started
     )
+
+
+def _too_big(options: OcrOptions) -> str:
+    return f"its image needed more than {options.memory_mb} MB to read (a decompression bomb?)"
 
 
 def _short(exc: BaseException) -> str:
