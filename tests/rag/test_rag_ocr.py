@@ -14,10 +14,9 @@ import pdfs
 import pytest
 
 from rag.errors import BadDocumentError
-from rag.ocr import OcrOptions, model_files, unavailable_reason
-from rag.parse import ParseLimits, parse_pdf
-
-pytestmark = pytest.mark.slow
+from rag.ocr import OcrOptions, OcrResult, OcrTask, model_files, unavailable_reason
+from rag.parse import ParseLimits, RawDocument, RawPage, assemble, parse_pdf, plan_ocr
+from rag.pdfium import ImageBox
 
 OCR = OcrOptions(page_timeout_s=60.0, load_timeout_s=120.0)
 LIMITS = ParseLimits(max_bytes=20_000_000, max_pages=50, timeout_s=60, memory_mb=1024, ocr=OCR)
@@ -63,6 +62,7 @@ def test_the_ocr_process_cannot_open_a_connection() -> None:
     assert "refused: network access is not allowed" in result.stdout, result.stderr
 
 
+@pytest.mark.slow
 def test_a_tilted_blurred_scan_is_read_page_by_page_with_progress() -> None:
     progress: list[tuple[int, int]] = []
     parsed = parse_pdf(
@@ -79,6 +79,7 @@ def test_a_tilted_blurred_scan_is_read_page_by_page_with_progress() -> None:
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.slow
 def test_a_short_page_is_not_a_scan_and_goes_in_with_a_warning() -> None:
     parsed = parse_pdf(pdfs.make_pdf(["Hello world"] * 3), LIMITS)
     assert [p.text for p in parsed.pages] == ["Hello world"] * 3
@@ -87,11 +88,13 @@ def test_a_short_page_is_not_a_scan_and_goes_in_with_a_warning() -> None:
     assert any("nearly empty" in w for w in parsed.warnings), parsed.warnings
 
 
+@pytest.mark.slow
 def test_a_scan_with_ocr_off_is_refused_as_such() -> None:
     with pytest.raises(BadDocumentError, match=r"no text layer .*OCR is off"):
         parse_pdf(pdfs.scanned_pdf(SCAN_PAGES[:1]), with_ocr(enabled=False))
 
 
+@pytest.mark.slow
 def test_a_blank_scan_gets_a_true_reason() -> None:
     """A grey page: nothing, or only specks under the confidence threshold, is found."""
     with pytest.raises(
@@ -101,12 +104,14 @@ def test_a_blank_scan_gets_a_true_reason() -> None:
         parse_pdf(pdfs.image_only_pdf(), LIMITS)
 
 
+@pytest.mark.slow
 def test_low_confidence_text_is_dropped_not_indexed() -> None:
     """With a threshold no line can reach, nothing read from the scan is kept."""
     with pytest.raises(BadDocumentError, match=r"no text could be read with confidence"):
         parse_pdf(pdfs.scanned_pdf(SCAN_PAGES[:1]), with_ocr(min_confidence=0.99999))
 
 
+@pytest.mark.slow
 def test_a_page_over_its_time_budget_is_skipped_and_the_rest_goes_in() -> None:
     scan = pdfs.scanned_pdf(SCAN_PAGES[:1])
     text = pdfs.make_pdf(["This text page about tide tables must still go in whole."])
@@ -128,6 +133,7 @@ def test_a_page_over_its_time_budget_is_skipped_and_the_rest_goes_in() -> None:
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.slow
 def test_the_per_file_page_budget_stops_reading_and_says_so() -> None:
     parsed = parse_pdf(pdfs.scanned_pdf(SCAN_PAGES), with_ocr(max_pages=1))
     assert parsed.pages[0].scanned and not parsed.pages[1].has_text
@@ -142,6 +148,7 @@ FIGURE_TEXT = (
 )
 
 
+@pytest.mark.slow
 def test_words_in_a_figure_are_read_only_when_figure_ocr_is_on() -> None:
     data = pdfs.figure_pdf(FIGURE_TEXT, FIGURE_WORDS)
     off = parse_pdf(data, with_ocr(figures=False))
@@ -154,3 +161,58 @@ def test_words_in_a_figure_are_read_only_when_figure_ocr_is_on() -> None:
     assert not page.scanned
     assert {"tide", "gauge", "kestrel", "sensor", "depth", "42"} <= words(page.image_text)
     assert "kestrel" in page.stored_text.lower()
+
+
+# --- which pages are read from images (no recogniser needed) -------------------------------
+
+LONG = "This page has a real text layer with many more than twenty characters."
+
+
+def raw(*pages: RawPage, renderable: bool = True) -> RawDocument:
+    return RawDocument(title="", pages=list(pages), parser="pypdf", renderable=renderable)
+
+
+def box(area: float) -> ImageBox:
+    return ImageBox(0.0, 0.0, 1.0, area)  # full width, `area` of the height
+
+
+def test_scans_are_planned_first_then_figures_within_the_budget() -> None:
+    document = raw(
+        RawPage(LONG, (box(0.3),)),  # 1: a text page with a figure
+        RawPage("3", (box(1.0),)),  # 2: a scan with a page number in its text layer
+        RawPage("Hello world"),  # 3: short, no image: not a scan
+        RawPage(LONG, (box(0.95),)),  # 4: a scan that already has a text layer
+        RawPage("", (box(0.5),)),  # 5: a scan
+        RawPage(LONG, (box(0.01),)),  # 6: a tiny image (a logo)
+    )
+    tasks, unread = plan_ocr(document, replace(OCR, figures=True))
+    assert [(t.page, t.whole_page) for t in tasks] == [(2, True), (5, True), (1, False)]
+    assert unread == []
+    assert [t.page for t in plan_ocr(document, OCR)[0]] == [2, 5]  # figures off by default
+    tasks, unread = plan_ocr(document, replace(OCR, figures=True, max_pages=1))
+    assert [t.page for t in tasks] == [2] and unread == [5]
+    assert plan_ocr(document, replace(OCR, enabled=False)) == ([], [2, 5])
+    assert plan_ocr(raw(*document.pages, renderable=False), OCR) == ([], [])
+
+
+def test_without_the_ocr_packages_text_pages_go_in_and_scans_say_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rag.parse
+
+    monkeypatch.setattr(rag.parse, "ocr_unavailable", lambda: "OCR is not installed (pip x)")
+
+    def never(tasks: list[OcrTask]) -> list[OcrResult]:
+        raise AssertionError("OCR must not run")
+
+    parsed = assemble(raw(RawPage(LONG), RawPage("", (box(1.0),))), OCR, never)
+    assert [p.has_text for p in parsed.pages] == [True, False]
+    assert "1 page image(s) not read: OCR is not installed (pip x)" in parsed.warnings
+    refusal = r"no text layer \(1 scanned page\(s\)\) and OCR is not installed"
+    with pytest.raises(BadDocumentError, match=refusal):
+        assemble(raw(RawPage("", (box(1.0),))), OCR, never)
+
+
+def test_a_document_with_no_text_and_no_images_is_blank_not_a_scan() -> None:
+    with pytest.raises(BadDocumentError, match=r"no text at all \(2 blank page\(s\)\)"):
+        assemble(raw(RawPage(""), RawPage(" ")), OCR, lambda tasks: [])
