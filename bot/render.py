@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rag.types import Answer, Citation, IngestReport
+from rag.types import OCR_PROGRESS_PREFIX, Answer, Citation, IngestReport
 
 STATUS_SEARCHING = "searching the documents…"
 STATUS_WRITING = "writing…"
@@ -97,6 +97,8 @@ def render_ingest(report: IngestReport) -> str:
 
 
 def render_ingest_progress(name: str, done: int, total: int) -> str:
+    if name.startswith(OCR_PROGRESS_PREFIX):  # pages read from images are counted on their own
+        return f"reading page images of {name[len(OCR_PROGRESS_PREFIX):]}: {done} of {total}…"
     return f"indexing {name}: page {done} of {total}…"
 
 

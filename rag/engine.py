@@ -30,7 +30,7 @@ from rag.index import FaissIndex
 from rag.models import default_embedding_model, default_generation_model
 from rag.normalize import strip_invisible
 from rag.ocr import OcrOptions
-from rag.parse import OCR_PROGRESS_SUFFIX, ParsedDocument, ParseLimits, parse_pdf, sha256_of
+from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
 from rag.prompt import PromptBuilder, PromptLimits, sanitize
 from rag.retrieve import HybridRetriever, RetrievalParams
 from rag.store import DocumentStore, question_terms
@@ -47,6 +47,7 @@ from rag.types import (
     ProgressCallback,
     Timings,
     Turn,
+    ocr_progress_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -294,7 +295,7 @@ class RagEngine:
         def ocr_progress(done: int, total: int) -> None:
             # OCR pages get their own count (and bar): they are far slower than text pages.
             if on_progress is not None:
-                on_progress(f"{name}{OCR_PROGRESS_SUFFIX}", done, total)
+                on_progress(ocr_progress_name(name), done, total)
 
         try:
             parsed = parse_pdf(data, self._options.parse, ocr_progress)

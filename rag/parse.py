@@ -34,7 +34,6 @@ SCAN_COVERAGE = 0.25
 BACKGROUND_COVERAGE = 0.8
 # A document with less text than this (over all pages) is indexed with a warning.
 NEARLY_EMPTY_CHARS = 100
-OCR_PROGRESS_SUFFIX = " (reading images)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,4 +156,12 @@ class IngestReport:
 
 
 IngestProgressCallback = Callable[[str, int, int], None]
-"""Called as (file name, pages done, pages total) while a file is processed."""
+"""Called as (file name, pages done, pages total) while a file is processed. While pages are
+read from images (OCR, far slower than text) it is called with `ocr_progress_name(name)`, and
+the counts are of those pages only, so a progress bar or message shows them on their own."""
+
+OCR_PROGRESS_PREFIX = "OCR "  # first, so a shortened name in a progress bar still shows it
+
+
+def ocr_progress_name(name: str) -> str:
+    return f"{OCR_PROGRESS_PREFIX}{name}"

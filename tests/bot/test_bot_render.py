@@ -17,6 +17,7 @@ from bot.render import (
     render_answer,
     render_answer_messages,
     render_ingest,
+    render_ingest_progress,
     render_queued,
     render_stored_citation,
     split_message,
@@ -157,3 +158,12 @@ def test_a_citation_read_from_an_image_says_so_live_and_from_history() -> None:
     stored = citation_to_dict(answer.citations[0])
     assert render_stored_citation(stored) == "[scan.pdf p.3, read from an image]"
     assert render_stored_citation({"document": "old.pdf", "page": 2}) == "[old.pdf p.2]"
+
+
+def test_ingest_progress_counts_pages_read_from_images_on_their_own() -> None:
+    from rag.types import ocr_progress_name
+
+    assert render_ingest_progress("a.pdf", 3, 10) == "indexing a.pdf: page 3 of 10…"
+    assert render_ingest_progress(ocr_progress_name("scan.pdf"), 2, 5) == (
+        "reading page images of scan.pdf: 2 of 5…"
+    )

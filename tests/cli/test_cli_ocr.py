@@ -45,7 +45,7 @@ def test_a_question_answered_only_by_a_scan_cites_the_right_page_read_from_an_im
     assert ingest.code == 0, ingest.err
     assert "3 pages (3 read from images)" in ingest.out, ingest.out
     # The progress bar counts the pages read from images on their own bar: 3 of 3.
-    assert re.search(r"notices\.pdf \(reading images\).*3/3", ingest.err), ingest.err
+    assert re.search(r"OCR notices\.pdf.*3/3", ingest.err), ingest.err
 
     answer = ask(data_dir, "When does the night ferry to Inishmore leave?")
     assert not answer["abstained"], answer
