@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pdfs
 import pytest
-from conftest import run_main
 
 from rag.store import DocumentStore
 
@@ -27,27 +28,30 @@ FIGURE_TEXT = (
 )
 
 
-def ask(data_dir: Path, question: str) -> dict[str, object]:
-    result = run_main("--data-dir", str(data_dir), "ask", "--json", question)
+Folio = Callable[..., Any]
+
+
+def ask(folio: Folio, data_dir: Path, question: str) -> dict[str, object]:
+    result = folio("--data-dir", str(data_dir), "ask", "--json", question)
     assert result.code == 0, result.err
     answer: dict[str, object] = json.loads(result.out)
     return answer
 
 
 def test_a_question_answered_only_by_a_scan_cites_the_right_page_read_from_an_image(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    folio: Folio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FOLIO_GENERATOR__ANSWER_MODE", "extract")
     scan = tmp_path / "notices.pdf"
     scan.write_bytes(pdfs.scanned_pdf(SCAN))
     data_dir = tmp_path / "data"
-    ingest = run_main("--data-dir", str(data_dir), "ingest", str(scan))
+    ingest = folio("--data-dir", str(data_dir), "ingest", str(scan))
     assert ingest.code == 0, ingest.err
     assert "3 pages (3 read from images)" in ingest.out, ingest.out
     # The progress bar counts the pages read from images on their own bar: 3 of 3.
     assert re.search(r"OCR notices\.pdf.*3/3", ingest.err), ingest.err
 
-    answer = ask(data_dir, "When does the night ferry to Inishmore leave?")
+    answer = ask(folio, data_dir, "When does the night ferry to Inishmore leave?")
     assert not answer["abstained"], answer
     citations = answer["citations"]
     assert isinstance(citations, list) and citations, answer
@@ -55,12 +59,12 @@ def test_a_question_answered_only_by_a_scan_cites_the_right_page_read_from_an_im
     assert "23:40" in citations[0][2] or "Inishmore" in citations[0][2], answer
     assert answer["cited_from_images"] == [["notices.pdf", 2]]
 
-    shown = run_main("--data-dir", str(data_dir), "ask", "When does the night ferry to Inishmore leave?")
+    shown = folio("--data-dir", str(data_dir), "ask", "When does the night ferry to Inishmore leave?")
     assert "[notices.pdf p.2, read from an image]" in shown.out, shown.out
 
 
 def test_words_in_a_figure_become_searchable_with_figure_ocr_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    folio: Folio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FOLIO_GENERATOR__ANSWER_MODE", "extract")
     monkeypatch.setenv("FOLIO_INGEST__OCR_FIGURES", "true")
@@ -69,7 +73,7 @@ def test_words_in_a_figure_become_searchable_with_figure_ocr_on(
         pdfs.figure_pdf(FIGURE_TEXT, ["The gauge model is Kestrel.", "Its sensor depth is 42 m."])
     )
     data_dir = tmp_path / "data"
-    ingest = run_main("--data-dir", str(data_dir), "ingest", str(paper))
+    ingest = folio("--data-dir", str(data_dir), "ingest", str(paper))
     assert ingest.code == 0 and "1 read from images" in ingest.out, ingest.out
 
     # "Kestrel" exists only as pixels of the figure: the keyword index has it now.
@@ -81,7 +85,7 @@ def test_words_in_a_figure_become_searchable_with_figure_ocr_on(
     assert [c.document for c in found.values()] == ["survey.pdf"]
     assert all("Kestrel" in c.text for c in found.values())
 
-    answer = ask(data_dir, "What is the sensor depth of the Kestrel gauge?")
+    answer = ask(folio, data_dir, "What is the sensor depth of the Kestrel gauge?")
     assert ["survey.pdf", 1] in answer["retrieved"], answer  # type: ignore[operator]
     assert not answer["abstained"], answer
     assert "42 m" in str(answer["answer"]), answer
