@@ -132,12 +132,14 @@ Outcome = AnswerOutcome | IngestOutcome | NoticeOutcome | ErrorOutcome
 
 
 def citation_to_dict(citation: Citation) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "document": citation.document,
         "page": citation.page,
         "quote": citation.quote,
-        "from_image": citation.from_image,
     }
+    if citation.from_image:  # only then, so stored text citations keep their old shape
+        data["from_image"] = True
+    return data
 
 
 def passage_to_dict(passage: Passage) -> dict[str, Any]:
