@@ -18,7 +18,8 @@ from rag.ocr import OcrOptions, OcrResult, OcrTask, model_files, unavailable_rea
 from rag.parse import ParseLimits, RawDocument, RawPage, assemble, parse_pdf, plan_ocr
 from rag.pdfium import ImageBox
 
-OCR = OcrOptions(page_timeout_s=60.0, load_timeout_s=120.0)
+# Generous budgets: the shared test machine can be many times slower than a quiet one.
+OCR = OcrOptions(page_timeout_s=180.0, load_timeout_s=300.0)
 LIMITS = ParseLimits(max_bytes=20_000_000, max_pages=50, timeout_s=60, memory_mb=1024, ocr=OCR)
 SCAN_PAGES = [
     "The lighthouse on Skerry Point was built in 1874 by the harbour board. "
@@ -159,7 +160,8 @@ def test_words_in_a_figure_are_read_only_when_figure_ocr_is_on() -> None:
     page = on.pages[0]
     assert page.text == off.pages[0].text  # the text layer is kept as it was
     assert not page.scanned
-    assert {"tide", "gauge", "kestrel", "sensor", "depth", "42"} <= words(page.image_text)
+    expected = {"tide", "gauge", "kestrel", "sensor", "depth", "42"}
+    assert expected <= words(page.image_text), (page.image_text, on.warnings)
     assert "kestrel" in page.stored_text.lower()
 
 
