@@ -42,6 +42,7 @@ def test_a_question_answered_only_by_a_scan_cites_the_right_page_read_from_an_im
     folio: Folio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FOLIO_GENERATOR__ANSWER_MODE", "extract")
+    monkeypatch.setenv("FOLIO_INGEST__OCR_PAGE_TIMEOUT_S", "180")  # a loaded machine is slow
     scan = tmp_path / "notices.pdf"
     scan.write_bytes(pdfs.scanned_pdf(SCAN))
     data_dir = tmp_path / "data"
@@ -67,6 +68,7 @@ def test_words_in_a_figure_become_searchable_with_figure_ocr_on(
     folio: Folio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FOLIO_GENERATOR__ANSWER_MODE", "extract")
+    monkeypatch.setenv("FOLIO_INGEST__OCR_PAGE_TIMEOUT_S", "180")  # a loaded machine is slow
     monkeypatch.setenv("FOLIO_INGEST__OCR_FIGURES", "true")
     paper = tmp_path / "survey.pdf"
     paper.write_bytes(
