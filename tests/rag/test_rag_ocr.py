@@ -135,6 +135,17 @@ def test_a_page_over_its_time_budget_is_skipped_and_the_rest_goes_in() -> None:
 
 
 @pytest.mark.slow
+def test_a_scan_whose_only_page_times_out_is_refused_with_that_reason() -> None:
+    with pytest.raises(
+        BadDocumentError,
+        match=r"no text layer, and OCR failed on its 1 page image\(s\) \(reading it from its "
+        r"image took longer than 0.05 s\)",
+    ):
+        parse_pdf(pdfs.scanned_pdf(SCAN_PAGES[:1]), with_ocr(page_timeout_s=0.05))
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.slow
 def test_the_per_file_page_budget_stops_reading_and_says_so() -> None:
     parsed = parse_pdf(pdfs.scanned_pdf(SCAN_PAGES), with_ocr(max_pages=1))
     assert parsed.pages[0].scanned and not parsed.pages[1].has_text

@@ -107,8 +107,19 @@ def env(reliability_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 REFUSED: list[Any] = [
     pytest.param("empty.pdf", pdfs.empty_bytes, r"the file is empty", id="zero-bytes"),
     pytest.param("login.pdf", pdfs.html_named_pdf, r"not a PDF", id="html-as-pdf"),
-    pytest.param("cut.pdf", pdfs.truncated_pdf, r"broken or truncated", id="truncated"),
-    pytest.param("xref.pdf", pdfs.corrupt_xref_pdf, r"broken or truncated", id="corrupt-xref"),
+    # Both parsers tried: pypdf's reason, and that PDFium could not read it either.
+    pytest.param(
+        "cut.pdf",
+        pdfs.truncated_pdf,
+        r"damaged beyond repair: the PDF is broken or truncated .*PDFium cannot read it",
+        id="truncated",
+    ),
+    pytest.param(
+        "xref.pdf",
+        pdfs.corrupt_xref_pdf,
+        r"damaged beyond repair: the PDF is broken or truncated .*PDFium cannot read it",
+        id="corrupt-xref",
+    ),
     pytest.param(
         "locked.pdf",
         lambda: pdfs.encrypted_pdf(["Only people with the password may read this page."]),
