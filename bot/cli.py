@@ -279,6 +279,7 @@ def answer_record(answer: Any, seconds: float) -> dict[str, Any]:
         # What the user sees: for an abstention, the reply that names the closest pages.
         "answer": render_answer(answer) if answer.abstained else answer.text,
         "citations": [[c.document, c.page, c.quote] for c in answer.citations],
+        "cited_from_images": [[c.document, c.page] for c in answer.citations if c.from_image],
         "retrieved": [[p.document, p.page] for p in answer.retrieved],
         "abstained": answer.abstained,
         "shortened": answer.shortened,

@@ -133,7 +133,14 @@ Outcome = AnswerOutcome | IngestOutcome | NoticeOutcome | ErrorOutcome
 
 
 def citation_to_dict(citation: Citation) -> dict[str, Any]:
-    return {"document": citation.document, "page": citation.page, "quote": citation.quote}
+    data: dict[str, Any] = {
+        "document": citation.document,
+        "page": citation.page,
+        "quote": citation.quote,
+    }
+    if citation.from_image:  # only then, so stored text citations keep their old shape
+        data["from_image"] = True
+    return data
 
 
 def passage_to_dict(passage: Passage) -> dict[str, Any]:
@@ -172,6 +179,8 @@ def outcome_to_json(outcome: Outcome) -> str:
                         "pages": o.pages,
                         "chunks": o.chunks,
                         "reason": o.reason,
+                        "ocr_pages": o.ocr_pages,
+                        "parser": o.parser,
                     }
                     for o in report.outcomes
                 ],

@@ -5,8 +5,10 @@ splitting long text into messages under a platform's limit. Adapters add only th
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
-from rag.types import Answer, IngestReport
+from rag.types import OCR_PROGRESS_PREFIX, Answer, Citation, IngestReport
 
 STATUS_SEARCHING = "searching the documents…"
 STATUS_WRITING = "writing…"
@@ -36,6 +38,16 @@ def render_citations(answer: Answer) -> str:
     return " ".join(seen)
 
 
+def render_stored_citation(stored: Mapping[str, Any]) -> str:
+    """A citation kept as a dict (history, a stored reply) rendered like a live one."""
+    try:
+        page = int(stored.get("page") or 0)
+    except (TypeError, ValueError):
+        page = 0
+    citation = Citation(str(stored.get("document")), page, "", bool(stored.get("from_image")))
+    return citation.render()
+
+
 def render_answer(answer: Answer) -> str:
     """The final reply: the answer, a shortened mark if trimmed, then its sources.
 
@@ -57,18 +69,23 @@ def render_answer(answer: Answer) -> str:
 def render_ingest(report: IngestReport) -> str:
     """Files, pages, chunks, duplicates and failures (with reasons) of one ingest."""
     added = report.added
+    from_images = f" ({report.ocr_pages} read from images)" if report.ocr_pages else ""
     lines = [
-        f"Indexed {len(added)} of {report.files} file(s): {report.pages} pages, "
+        f"Indexed {len(added)} of {report.files} file(s): {report.pages} pages{from_images}, "
         f"{report.chunks} chunks ({report.seconds:.1f}s)."
     ]
     if report.duplicates:
         names = ", ".join(o.name for o in report.duplicates)
         lines.append(f"Already indexed, skipped: {names}.")
+    # What went in with a caveat (pages read by OCR or skipped, a second parser, nearly empty).
+    lines.extend(f"Note: {o.name}: {o.reason}" for o in added if o.reason)
     lines.extend(f"Failed: {o.name}: {o.reason or 'unknown reason'}" for o in report.failures)
     return "\n".join(lines)
 
 
 def render_ingest_progress(name: str, done: int, total: int) -> str:
+    if name.startswith(OCR_PROGRESS_PREFIX):  # pages read from images are counted on their own
+        return f"reading page images of {name[len(OCR_PROGRESS_PREFIX):]}: {done} of {total}…"
     return f"indexing {name}: page {done} of {total}…"
 
 

@@ -213,6 +213,46 @@ class IngestSettings(BaseModel):
     max_pages: int = Field(default=2000, ge=1)
     parse_timeout_s: float = Field(default=120.0, gt=0)
     parse_memory_mb: int = Field(default=2048, ge=256)
+    ocr: bool = Field(
+        default=True,
+        description="Read pages that have no text layer (scans) from their images, offline.",
+    )
+    ocr_figures: bool = Field(
+        default=False,
+        description="Also read large images (figures) on pages that do have text. Costs "
+        "OCR time per figure; see README \"Scans and figures (OCR)\".",
+    )
+    ocr_page_timeout_s: float = Field(
+        default=30.0, gt=0, description="A page whose image takes longer is skipped."
+    )
+    ocr_max_pages: int = Field(
+        default=50,
+        ge=0,
+        description="Pages per file read from images (scans first, then figures); the rest "
+        "are skipped with a warning, so one long scan cannot hold the queue for long.",
+    )
+    ocr_min_confidence: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="Recognised lines below this confidence are dropped, not indexed.",
+    )
+    ocr_memory_mb: int = Field(
+        default=2048,
+        ge=512,
+        description="Address-space cap of the OCR process (ONNX Runtime reserves more address "
+        "space than it uses: a dense page at 100 dpi peaks near 1.3 GB of it, ~0.8 GB resident).",
+    )
+    ocr_threads: int = Field(default=2, ge=1, le=64)
+    ocr_dpi: int = Field(
+        default=100, ge=50, le=400, description="Resolution scanned pages are drawn at."
+    )
+    ocr_figure_min_area: float = Field(
+        default=0.05,
+        gt=0.0,
+        le=1.0,
+        description="A figure is read when it covers at least this share of its page.",
+    )
 
     @property
     def max_file_bytes(self) -> int:

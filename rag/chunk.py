@@ -24,6 +24,7 @@ class Chunk:
     page: int
     ordinal: int  # position of the chunk in its document
     text: str
+    from_image: bool = False  # read from the page's image or a figure (OCR), not its text layer
 
 
 def split_sentences(text: str) -> list[str]:
@@ -46,14 +47,19 @@ def _pieces(sentences: Iterable[str], max_words: int) -> Iterator[list[str]]:
 
 
 def chunk_page(page: PageText, target_words: int, overlap_words: int) -> list[str]:
-    """Pack one page's sentences into chunks of about `target_words` words."""
+    """Pack one page's text-layer sentences into chunks of about `target_words` words."""
     if not page.has_text:
         return []
+    return chunk_text(page.text, target_words, overlap_words)
+
+
+def chunk_text(text: str, target_words: int, overlap_words: int) -> list[str]:
+    """Pack sentences into chunks of about `target_words` words."""
     overlap_words = min(overlap_words, target_words // 2)
     chunks: list[list[str]] = []
     current: list[str] = []
     fresh = 0  # words in `current` that were not carried over as overlap
-    for words in _pieces(split_sentences(page.text), target_words):
+    for words in _pieces(split_sentences(text), target_words):
         if current and fresh and len(current) + len(words) > target_words:
             chunks.append(current)
             current = current[-overlap_words:] if overlap_words else []
@@ -70,9 +76,14 @@ def chunk_page(page: PageText, target_words: int, overlap_words: int) -> list[st
 
 
 def chunk_document(pages: Iterable[PageText], target_words: int, overlap_words: int) -> list[Chunk]:
-    """Chunk every page of a document, numbering chunks in reading order."""
+    """Chunk every page of a document, numbering chunks in reading order. Text read from a
+    page's images is chunked on its own, after the text layer, so its chunks are marked."""
     result: list[Chunk] = []
     for page in pages:
         for text in chunk_page(page, target_words, overlap_words):
             result.append(Chunk(page=page.number, ordinal=len(result), text=text))
+        for text in chunk_text(page.image_text, target_words, overlap_words):
+            result.append(
+                Chunk(page=page.number, ordinal=len(result), text=text, from_image=True)
+            )
     return result

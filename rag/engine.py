@@ -32,6 +32,7 @@ from rag.generate import Generator, LlamaCppGenerator
 from rag.index import FaissIndex
 from rag.models import default_embedding_model, default_generation_model
 from rag.normalize import FUNCTION_WORDS, strip_invisible
+from rag.ocr import OcrOptions
 from rag.originals import OriginalFiles
 from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
 from rag.prompt import PromptBuilder, PromptLimits, sanitize
@@ -50,6 +51,7 @@ from rag.types import (
     ProgressCallback,
     Timings,
     Turn,
+    ocr_progress_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -284,9 +286,11 @@ class RagEngine:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="folio-prefetch") as pool:
             pending: Future[_Prepared] | None = None
             for position, path in enumerate(files):
-                current = pending.result() if pending else self._prepare(path, collection)
+                current = (
+                    pending.result() if pending else self._prepare(path, collection, on_progress)
+                )
                 pending = (
-                    pool.submit(self._prepare, files[position + 1], collection)
+                    pool.submit(self._prepare, files[position + 1], collection, on_progress)
                     if position + 1 < len(files)
                     else None
                 )
@@ -298,22 +302,36 @@ class RagEngine:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare(self, path: Path, collection: str) -> _Prepared:
+    def _prepare(
+        self, path: Path, collection: str, on_progress: IngestProgressCallback | None = None
+    ) -> _Prepared:
         """Read, deduplicate and parse one file (runs ahead on the prefetch thread)."""
         name = safe_document_name(path.name)
         try:
             data = read_limited(path, self._options.parse.max_bytes)
         except BadDocumentError as exc:
             return _Prepared(name, "", None, exc.message)
-        return self._parse(name, data, collection)
+        return self._parse(name, data, collection, on_progress)
 
-    def _parse(self, name: str, data: bytes, collection: str) -> _Prepared:
+    def _parse(
+        self,
+        name: str,
+        data: bytes,
+        collection: str,
+        on_progress: IngestProgressCallback | None = None,
+    ) -> _Prepared:
         sha = sha256_of(data)
         duplicate = self._store.find_by_sha(collection, sha)
         if duplicate is not None:
             return _Prepared(name, sha, None, "", duplicate_of=duplicate, data=data)
+
+        def ocr_progress(done: int, total: int) -> None:
+            # OCR pages get their own count (and bar): they are far slower than text pages.
+            if on_progress is not None:
+                on_progress(ocr_progress_name(name), done, total)
+
         try:
-            parsed = parse_pdf(data, self._options.parse)
+            parsed = parse_pdf(data, self._options.parse, ocr_progress)
         except BadDocumentError as exc:
             return _Prepared(name, sha, None, exc.message)
         return _Prepared(name, sha, parsed, "", data=data)
@@ -321,7 +339,7 @@ class RagEngine:
     def _ingest_one(
         self, name: str, data: bytes, collection: str, on_progress: IngestProgressCallback | None
     ) -> FileOutcome:
-        prepared = self._parse(name, data, collection)
+        prepared = self._parse(name, data, collection, on_progress)
         with self._state:
             return self._finish(prepared, collection, on_progress)
 
@@ -366,7 +384,7 @@ class RagEngine:
             if vectors
             else np.zeros((0, embedder.dimension), dtype=np.float32)
         )
-        warnings = []
+        warnings = list(parsed.warnings)
         with index.locked(collection):  # one writer at a time, across processes too
             self._ready_index(collection)  # with what another process wrote meanwhile
             previous = self._store.document(collection, name)
@@ -396,14 +414,30 @@ class RagEngine:
                                 "it is rebuilt from the database on next use")
         if on_progress is not None:
             on_progress(name, total_pages, total_pages)
+        if parsed.pages_from_images:
+            warnings.insert(0, f"{parsed.pages_from_images} page(s) read from images (OCR)")
         if parsed.pages_without_text:
-            warnings.append(
-                f"{parsed.pages_without_text} page(s) have no text layer and were skipped"
-            )
+            warnings.append(f"{parsed.pages_without_text} page(s) have no text and were skipped")
         warning = "; ".join(warnings)
         return FileOutcome(
-            name, "replaced" if removed else "added", total_pages, len(chunks), warning
+            name,
+            "replaced" if removed else "added",
+            total_pages,
+            len(chunks),
+            warning,
+            ocr_pages=parsed.pages_from_images,
+            parser=parsed.parser,
         )
+
+    def _mark_from_image(self, citations: list[Citation], collection: str) -> list[Citation]:
+        """Citations whose quote was read from a page image say so ("read from an image")."""
+        return [
+            replace(c, from_image=True)
+            if not c.from_image
+            and self._store.quote_from_image(collection, c.document, c.page, c.quote)
+            else c
+            for c in citations
+        ]
 
     # --- answering ---------------------------------------------------------------------------
 
@@ -445,6 +479,7 @@ class RagEngine:
         def finish(reason: str = "") -> Answer:
             if reason:
                 logger.info("abstained: %s", reason)
+            answer.citations = self._mark_from_image(answer.citations, collection)
             timings.total = time.perf_counter() - started
             return answer
 
@@ -485,7 +520,7 @@ class RagEngine:
 
         parts = compose(question, evidence, page_text, options.composition)
         if generator is None:
-            self._use_parts(answer, question, parts)
+            self._use_parts(answer, question, parts, collection)
             return finish()
 
         built = PromptBuilder(generator, options.prompt).build(question, support, history)
@@ -527,7 +562,7 @@ class RagEngine:
             # say follow, so the key fact is there even when the model left it out.
             said = " ".join(p.text for p in written)
             written += [p for p in parts if not covers(said, p.text)]
-        self._use_parts(answer, question, written)
+        self._use_parts(answer, question, written, collection)
         return finish()
 
     def _retrieve_for(self, standalone: Standalone, collection: str) -> list[Passage]:
@@ -541,10 +576,14 @@ class RagEngine:
         others = [p for p in wider if p.document not in standalone.documents]
         return (preferred + others)[:top_k]
 
-    @staticmethod
-    def _use_parts(answer: Answer, question: str, parts: Sequence[Part]) -> None:
+    def _use_parts(
+        self, answer: Answer, question: str, parts: Sequence[Part], collection: str
+    ) -> None:
         if not parts:
             return
+        # The page marks in the text say "read from an image" too, like the sources line.
+        marked = self._mark_from_image([p.citation for p in parts], collection)
+        parts = [replace(p, citation=c) for p, c in zip(parts, marked, strict=True)]
         answer.text = render_parts(question, parts)
         answer.citations = _distinct([p.citation for p in parts])
         answer.abstained = False
@@ -836,6 +875,17 @@ def build_engine(
             max_pages=settings.ingest.max_pages,
             timeout_s=settings.ingest.parse_timeout_s,
             memory_mb=settings.ingest.parse_memory_mb,
+            ocr=OcrOptions(
+                enabled=settings.ingest.ocr,
+                figures=settings.ingest.ocr_figures,
+                page_timeout_s=settings.ingest.ocr_page_timeout_s,
+                max_pages=settings.ingest.ocr_max_pages,
+                min_confidence=settings.ingest.ocr_min_confidence,
+                memory_mb=settings.ingest.ocr_memory_mb,
+                threads=settings.ingest.ocr_threads,
+                dpi=settings.ingest.ocr_dpi,
+                figure_min_area=settings.ingest.ocr_figure_min_area,
+            ),
         ),
     )
     embedding = settings.embedding

@@ -11,34 +11,61 @@ import hashlib
 import logging
 import multiprocessing
 import multiprocessing.connection
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from rag.errors import BadDocumentError
 from rag.normalize import normalize_page_text
+from rag.ocr import OcrOptions, OcrResult, OcrTask, ProgressCallback, read_images
+from rag.ocr import unavailable_reason as ocr_unavailable
+from rag.pdfium import ImageBox
 
 logger = logging.getLogger(__name__)
 
 PDF_MAGIC = b"%PDF-"
-# Fewer characters than this on a page means there is no usable text layer (a scan, a figure).
+# A page with fewer characters than this in its text layer and an image over at least
+# SCAN_COVERAGE of it is a scan: it is read from its image. A short page without images is
+# simply short ("Hello world"), and goes in as it is.
 MIN_PAGE_CHARS = 20
+SCAN_COVERAGE = 0.25
+# An image covering this much of a text page is a page-sized background (a scan that already has
+# a text layer): its words are in that layer, so it is not read again as a figure.
+BACKGROUND_COVERAGE = 0.8
+# A document with less text than this (over all pages) is indexed with a warning.
+NEARLY_EMPTY_CHARS = 100
 
 
 @dataclass(frozen=True, slots=True)
 class PageText:
     number: int  # 1-based physical page index
-    text: str  # normalised
-    has_text: bool
+    text: str  # normalised text layer
+    has_text: bool  # any text at all, from the text layer or an image
+    image_text: str = ""  # normalised text read from the page's image or figures (OCR)
+    scanned: bool = False  # the whole page was read from its image (no usable text layer)
+
+    @property
+    def stored_text(self) -> str:
+        """Everything a reader can see on the page: quotes are verified against this."""
+        return "\n\n".join(part for part in (self.text, self.image_text) if part)
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedDocument:
     title: str
     pages: list[PageText]
+    parser: str = "pypdf"  # which parser read the text layer: "pypdf" or "PDFium"
+    warnings: tuple[str, ...] = ()  # one line each: pages skipped and why, a second parser, ...
+    ocr_seconds: float = 0.0  # time the recogniser spent on this file's pages
 
     @property
     def pages_without_text(self) -> int:
         return sum(1 for p in self.pages if not p.has_text)
+
+    @property
+    def pages_from_images(self) -> int:
+        """Pages with text read from an image (whole scans and figures of text pages)."""
+        return sum(1 for p in self.pages if p.image_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +74,29 @@ class ParseLimits:
     max_pages: int
     timeout_s: float
     memory_mb: int
+    ocr: OcrOptions = field(default_factory=OcrOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """One page as the parse child sends it: text layer and where its images are."""
+
+    text: str
+    images: tuple[ImageBox, ...] = ()
+    rotated: bool = False
+
+    @property
+    def image_coverage(self) -> float:
+        return min(1.0, sum(box.area for box in self.images))
+
+
+@dataclass(frozen=True, slots=True)
+class RawDocument:
+    title: str
+    pages: list[RawPage]
+    parser: str
+    note: str = ""  # why the second parser was used
+    renderable: bool = True  # PDFium opened it, so its pages can be drawn for OCR
 
 
 def sha256_of(data: bytes) -> str:
@@ -66,9 +116,142 @@ def check_pdf_bytes(data: bytes, limits: ParseLimits) -> None:
         raise BadDocumentError("not a PDF (it has no %PDF- header)")
 
 
-def parse_pdf(data: bytes, limits: ParseLimits) -> ParsedDocument:
-    """Parse in a child process; raise BadDocumentError with a one-line reason on any failure."""
+def parse_pdf(
+    data: bytes, limits: ParseLimits, on_ocr_progress: ProgressCallback | None = None
+) -> ParsedDocument:
+    """Parse in a child process, then read scanned pages (and, if allowed, figures) from their
+    images in a limited OCR child; raise BadDocumentError with a one-line reason if nothing
+    readable comes out."""
     check_pdf_bytes(data, limits)
+    raw = _read_in_child(data, limits)
+    return assemble(raw, limits.ocr, lambda tasks: _ocr(data, tasks, limits.ocr, on_ocr_progress))
+
+
+def _ocr(
+    data: bytes, tasks: list[OcrTask], options: OcrOptions, on_progress: ProgressCallback | None
+) -> list[OcrResult]:
+    return read_images(data, tasks, options, on_progress) if tasks else []
+
+
+def plan_ocr(raw: RawDocument, options: OcrOptions) -> tuple[list[OcrTask], list[int]]:
+    """The pages to read from images: scans first, then figures of text pages, in page order,
+    within the per-file page budget. Returns (tasks, scanned pages over the budget or not read
+    because OCR is off)."""
+    scans: list[OcrTask] = []
+    figures: list[OcrTask] = []
+    for number, page in enumerate(raw.pages, start=1):
+        if not raw.renderable:
+            break
+        if len(page.text.strip()) < MIN_PAGE_CHARS:
+            if page.image_coverage >= SCAN_COVERAGE:
+                scans.append(OcrTask(number))
+        elif options.figures and not page.rotated:
+            boxes = tuple(
+                box
+                for box in page.images
+                if options.figure_min_area <= box.area < BACKGROUND_COVERAGE
+            )
+            if boxes:
+                figures.append(OcrTask(number, boxes))
+    if not options.enabled:
+        return [], [t.page for t in scans]
+    budget = max(0, options.max_pages)
+    return (scans + figures)[:budget], [t.page for t in scans[budget:]]
+
+
+def assemble(
+    raw: RawDocument,
+    options: OcrOptions,
+    ocr: Callable[[list[OcrTask]], list[OcrResult]],
+) -> ParsedDocument:
+    """Pages from the text layers plus what OCR read; the one-line refusal when nothing is
+    readable; warnings for what was skipped."""
+    tasks, unread_scans = plan_ocr(raw, options)
+    unavailable = ocr_unavailable() if tasks else None
+    results = {r.page: r for r in ocr(tasks)} if tasks and unavailable is None else {}
+    warnings: list[str] = []
+    if raw.note:
+        warnings.append(raw.note)
+    pages: list[PageText] = []
+    for number, page in enumerate(raw.pages, start=1):
+        result = results.get(number)
+        image_text = normalize_page_text(result.text) if result is not None else ""
+        scanned = bool(image_text) and result is not None and result.whole_page
+        pages.append(
+            PageText(
+                number=number,
+                text=page.text,
+                has_text=bool(page.text.strip() or image_text),
+                image_text=image_text,
+                scanned=scanned,
+            )
+        )
+    scan_tasks = [t for t in tasks if t.whole_page]
+    if not any(p.has_text for p in pages):
+        raise BadDocumentError(
+            _no_text_reason(raw, options, scan_tasks, unread_scans, unavailable, results)
+        )
+    # A figure without words is normal; a scanned page that gave nothing, or any failure, is not.
+    skipped = [
+        r for r in results.values() if r.skipped and (r.whole_page or "no text" not in r.skipped)
+    ]
+    if skipped:
+        first = skipped[0]
+        pages_list = ", ".join(str(r.page) for r in skipped[:8])
+        more = "…" if len(skipped) > 8 else ""
+        warnings.append(
+            f"{len(skipped)} page image(s) not read (p. {pages_list}{more}; "
+            f"p. {first.page}: {first.skipped})"
+        )
+    if unavailable and tasks:
+        warnings.append(f"{len(tasks)} page image(s) not read: {unavailable}")
+    if unread_scans:
+        why = (
+            "OCR is off (ingest.ocr = false)"
+            if not options.enabled
+            else f"over the per-file OCR budget of {options.max_pages} pages"
+        )
+        warnings.append(f"{len(unread_scans)} scanned page(s) not read: {why}")
+    characters = sum(len(p.stored_text) for p in pages)
+    if characters < NEARLY_EMPTY_CHARS:
+        warnings.append(f"it is nearly empty (only {characters} characters of text)")
+    return ParsedDocument(
+        title=raw.title,
+        pages=pages,
+        parser=raw.parser,
+        warnings=tuple(warnings),
+        ocr_seconds=sum(r.seconds for r in results.values()),
+    )
+
+
+def _no_text_reason(
+    raw: RawDocument,
+    options: OcrOptions,
+    scan_tasks: list[OcrTask],
+    unread_scans: list[int],
+    unavailable: str | None,
+    results: dict[int, OcrResult],
+) -> str:
+    scans = len(scan_tasks) + len(unread_scans)
+    if not scans:
+        if not raw.renderable and any(p.images for p in raw.pages):
+            return "it has no text layer, and its pages cannot be drawn for OCR"
+        return f"it has no text at all ({len(raw.pages)} blank page(s))"
+    if not options.enabled:
+        return f"it has no text layer ({scans} scanned page(s)) and OCR is off (ingest.ocr = false)"
+    if unavailable:
+        return f"it has no text layer ({scans} scanned page(s)) and {unavailable}"
+    reasons = [results[t.page].skipped for t in scan_tasks if t.page in results]
+    failed = [r for r in reasons if r and "no text" not in r]
+    if failed:
+        return f"it has no text layer, and OCR failed on its {scans} page image(s) ({failed[0]})"
+    unsure = [r for r in reasons if "confidence" in r]
+    if unsure:
+        return f"it has no text layer, and in its {scans} page image(s) {unsure[0]}"
+    return f"it has no text layer, and OCR found no readable text in its {scans} page image(s)"
+
+
+def _read_in_child(data: bytes, limits: ParseLimits) -> RawDocument:
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(
@@ -98,20 +281,14 @@ def parse_pdf(data: bytes, limits: ParseLimits) -> ParsedDocument:
         child.join(5)
     if kind == "error":
         raise BadDocumentError(str(payload))
-    title, raw_pages = payload
-    pages = [
-        PageText(number=i + 1, text=text, has_text=len(text) >= MIN_PAGE_CHARS)
-        for i, text in enumerate(raw_pages)
-    ]
-    if not any(p.has_text for p in pages):
-        raise BadDocumentError("it has no text layer (a scan or images only); OCR is not supported")
-    return ParsedDocument(title=title, pages=pages)
+    raw: RawDocument = payload
+    return raw
 
 
 def _child_main(
     sender: multiprocessing.connection.Connection, data: bytes, limits: ParseLimits
 ) -> None:
-    """Entry point of the parse process: send ("ok", (title, pages)) or ("error", reason)."""
+    """Entry point of the parse process: send ("ok", RawDocument) or ("error", reason)."""
     try:
         import resource
 
@@ -120,7 +297,7 @@ def _child_main(
     except (ImportError, ValueError, OSError):  # not on this platform: the timeout still applies
         pass
     try:
-        result: tuple[str, Any] = ("ok", extract_pages(data, limits.max_pages))
+        result: tuple[str, Any] = ("ok", read_document(data, limits.max_pages))
     except BadDocumentError as exc:
         result = ("error", exc.message)
     except MemoryError:
@@ -138,8 +315,78 @@ def _child_main(
         sender.close()
 
 
-def extract_pages(data: bytes, max_pages: int) -> tuple[str, list[str]]:
-    """Read a PDF with pypdf and return (title, normalised text per page). Runs in the child."""
+class _Final(BadDocumentError):
+    """A refusal no second parser can change: a password, too many pages, a bomb, nesting."""
+
+
+def read_document(data: bytes, max_pages: int) -> RawDocument:
+    """Text layers by pypdf, with PDFium as the second parser; image boxes by PDFium. Runs in the
+    parse child."""
+    from rag import pdfium
+
+    pypdf_error = ""
+    title, texts, failed = "", list[str](), set[int]()
+    try:
+        title, texts, failed = extract_pages(data, max_pages)
+    except _Final:
+        raise
+    except BadDocumentError as exc:
+        pypdf_error = exc.message
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # pypdf raises many types on malformed input
+        if _caused_by(exc, RecursionError):  # pypdf wraps it in PdfReadError
+            raise _Final("the PDF is nested too deeply to read") from None
+        pypdf_error = f"the PDF is broken or truncated ({_short(exc)})"
+    layouts: list[pdfium.PageLayout] | None = None
+    document = None
+    try:
+        document = pdfium.open_document(data)
+        layouts = list(pdfium.page_layouts(document, max_pages))
+    except BadDocumentError as exc:
+        if pypdf_error:
+            if "password" in exc.message:
+                raise BadDocumentError(exc.message) from None
+            raise BadDocumentError(
+                f"it is damaged beyond repair: {pypdf_error[:110]}, and PDFium cannot read it"
+            ) from None
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # PDFium on a hostile file: the text layer from pypdf still counts
+        if pypdf_error:
+            raise BadDocumentError(
+                f"it is damaged beyond repair: {pypdf_error[:110]}, and PDFium failed "
+                f"({_short(exc)[:40]})"
+            ) from None
+        layouts = None
+    finally:
+        if document is not None:
+            document.close()
+    if pypdf_error:
+        assert layouts is not None
+        if not layouts:
+            raise BadDocumentError("it has no pages")
+        pages = [RawPage(normalize_page_text(p.text), p.images, p.rotated) for p in layouts]
+        return RawDocument(
+            title="",
+            pages=pages,
+            parser="PDFium",
+            note=f"read by PDFium (pypdf could not: {pypdf_error[:110]})",
+        )
+    if layouts is None or len(layouts) != len(texts):
+        # PDFium disagrees about the pages (or could not open the file): use pypdf alone, with
+        # no images to read.
+        return RawDocument(title, [RawPage(t) for t in texts], "pypdf", renderable=False)
+    pages = []
+    for index, (text, layout) in enumerate(zip(texts, layouts, strict=True)):
+        if index in failed and layout.text.strip():
+            text = normalize_page_text(layout.text)  # pypdf failed on this page, PDFium did not
+        pages.append(RawPage(text, layout.images, layout.rotated))
+    return RawDocument(title, pages, "pypdf")
+
+
+def extract_pages(data: bytes, max_pages: int) -> tuple[str, list[str], set[int]]:
+    """Read a PDF with pypdf: (title, normalised text per page, 0-based pages that failed)."""
     import io
 
     try:
@@ -148,46 +395,49 @@ def extract_pages(data: bytes, max_pages: int) -> tuple[str, list[str]]:
     except ImportError as exc:  # pragma: no cover - the dependency is declared
         raise BadDocumentError("pypdf is not installed: pip install pypdf") from exc
 
+    password = "it needs a password to open (encrypted with a password)"
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
     except PdfReadError as exc:
         if _caused_by(exc, RecursionError):
-            raise BadDocumentError("the PDF is nested too deeply to read") from None
+            raise _Final("the PDF is nested too deeply to read") from None
         raise BadDocumentError(f"the PDF is broken or truncated ({_short(exc)})") from None
     if reader.is_encrypted:
         try:
             decrypted = reader.decrypt("")
         except (FileNotDecryptedError, NotImplementedError) as exc:
             raise BadDocumentError(
-                f"it is encrypted and cannot be opened ({_short(exc)})"
+                f"it is encrypted and pypdf cannot open it ({_short(exc)})"
             ) from None
         if not decrypted:
-            raise BadDocumentError("it is encrypted with a password")
+            raise _Final(password)
     try:
         page_count = len(reader.pages)
     except FileNotDecryptedError:
-        raise BadDocumentError("it is encrypted with a password") from None
+        raise _Final(password) from None
     if page_count == 0:
         raise BadDocumentError("it has no pages")
     if page_count > max_pages:
-        raise BadDocumentError(f"it has {page_count} pages; the limit is {max_pages}")
+        raise _Final(f"it has {page_count} pages; the limit is {max_pages}")
     texts = []
-    for page in reader.pages:
+    failed: set[int] = set()
+    for index, page in enumerate(reader.pages):
         try:
             raw = page.extract_text() or ""
         except FileNotDecryptedError:
-            raise BadDocumentError("it is encrypted with a password") from None
+            raise _Final(password) from None
         except (MemoryError, RecursionError):
             raise
         except Exception as exc:  # one unreadable page should not lose the document
             if _caused_by(exc, RecursionError):
                 raise RecursionError from exc
             if type(exc).__name__ == "LimitReachedError" or _caused_by(exc, MemoryError):
-                raise BadDocumentError(
+                raise _Final(
                     "a page's content is too large to read (a decompression bomb?)"
                 ) from None
             logger.debug("page text failed: %s", exc)
             raw = ""
+            failed.add(index)
         texts.append(normalize_page_text(raw))
     title = ""
     try:
@@ -196,7 +446,7 @@ def extract_pages(data: bytes, max_pages: int) -> tuple[str, list[str]]:
             title = normalize_page_text(str(meta.title))[:200]
     except Exception:
         title = ""
-    return title, texts
+    return title, texts, failed
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -63,6 +63,28 @@ CREATE TABLE IF NOT EXISTS generations (
 );
 """
 
+# Additive schema changes after the first release, in order; each runs once per database file, in
+# one transaction with the row that records it in `schema_migrations`. Never edit or reorder one
+# that has shipped: append a new one.
+_MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "m001_text_from_images",
+        (
+            # what OCR read from the page's image or figures (pages.text holds all of it)
+            "ALTER TABLE pages ADD COLUMN image_text TEXT NOT NULL DEFAULT ''",
+            # the whole page came from its image (a scan)
+            "ALTER TABLE pages ADD COLUMN scanned INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE chunks ADD COLUMN from_image INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE documents ADD COLUMN pages_from_images INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE documents ADD COLUMN parser TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
+]
+_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    name TEXT PRIMARY KEY, applied_at TEXT NOT NULL
+)"""
+_MATCH_NOISE = re.compile(r"[^\w]+", re.UNICODE)
+
 _STOPWORDS = FUNCTION_WORDS | frozenset(
     # question words that would only add noise to a keyword search
     [
@@ -135,6 +157,8 @@ class DocumentStore:
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
+            self._db = db
+            self._migrate()
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
                 db.close()  # the file stays open otherwise, until the error is collected
@@ -151,6 +175,36 @@ class DocumentStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _migrate(self) -> None:
+        """Apply the migrations this file has not had yet (another process may race us: the
+        check runs inside the write transaction, so each one is applied once)."""
+        self._db.execute(_MIGRATIONS_TABLE)
+        for name, statements in _MIGRATIONS:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                done = self._db.execute(
+                    "SELECT 1 FROM schema_migrations WHERE name = ?", (name,)
+                ).fetchone()
+                if not done:
+                    for statement in statements:
+                        self._db.execute(statement)
+                    self._db.execute(
+                        "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                        (name, datetime.now(UTC).isoformat(timespec="seconds")),
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def migrations(self) -> list[str]:
+        """Names of the schema migrations applied to this file, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name FROM schema_migrations ORDER BY rowid"
+            ).fetchall()
+        return [r[0] for r in rows]
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -177,7 +231,7 @@ class DocumentStore:
         with self._lock:
             row = self._db.execute(
                 """SELECT d.name, d.pages, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id),
-                          d.sha256, d.added_at, d.pages_without_text
+                          d.sha256, d.added_at, d.pages_without_text, d.pages_from_images
                    FROM documents d WHERE d.collection = ? AND d.name = ?""",
                 (collection, name),
             ).fetchone()
@@ -187,7 +241,7 @@ class DocumentStore:
         with self._lock:
             rows = self._db.execute(
                 """SELECT d.name, d.pages, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id),
-                          d.sha256, d.added_at, d.pages_without_text
+                          d.sha256, d.added_at, d.pages_without_text, d.pages_from_images
                    FROM documents d WHERE d.collection = ? ORDER BY d.name""",
                 (collection,),
             ).fetchall()
@@ -217,7 +271,8 @@ class DocumentStore:
             self._bump(db, collection)
             cursor = db.execute(
                 """INSERT INTO documents (collection, name, sha256, title, pages,
-                       pages_without_text, added_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                       pages_without_text, added_at, pages_from_images, parser)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     collection,
                     name,
@@ -226,19 +281,39 @@ class DocumentStore:
                     len(parsed.pages),
                     parsed.pages_without_text,
                     added_at,
+                    parsed.pages_from_images,
+                    parsed.parser,
                 ),
             )
             document_id = cursor.lastrowid
             db.executemany(
-                "INSERT INTO pages (document_id, page, text, has_text) VALUES (?, ?, ?, ?)",
-                [(document_id, p.number, p.text, int(p.has_text)) for p in parsed.pages],
+                """INSERT INTO pages (document_id, page, text, has_text, image_text, scanned)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                [
+                    (
+                        document_id,
+                        p.number,
+                        p.stored_text,
+                        int(p.has_text),
+                        p.image_text,
+                        int(p.scanned),
+                    )
+                    for p in parsed.pages
+                ],
             )
             ids: list[int] = []
             for chunk, vector in zip(chunks, vectors, strict=True):
                 cursor = db.execute(
-                    """INSERT INTO chunks (document_id, page, ordinal, text, vector)
-                       VALUES (?, ?, ?, ?, ?)""",
-                    (document_id, chunk.page, chunk.ordinal, chunk.text, vector.tobytes()),
+                    """INSERT INTO chunks (document_id, page, ordinal, text, vector, from_image)
+                       VALUES (?, ?, ?, ?, ?, ?)""",
+                    (
+                        document_id,
+                        chunk.page,
+                        chunk.ordinal,
+                        chunk.text,
+                        vector.tobytes(),
+                        int(chunk.from_image),
+                    ),
                 )
                 chunk_id = int(cursor.lastrowid or 0)
                 ids.append(chunk_id)
@@ -321,6 +396,23 @@ class DocumentStore:
             ).fetchone()
         return row[0] if row else None
 
+    def quote_from_image(self, collection: str, name: str, page: int, quote: str) -> bool:
+        """Whether a quote of a page comes from text read off its image (OCR): always on a
+        scanned page; on a text page, when the quote lies in what was read from its figures."""
+        with self._lock:
+            row = self._db.execute(
+                """SELECT p.scanned, p.image_text FROM pages p
+                   JOIN documents d ON d.id = p.document_id
+                   WHERE d.collection = ? AND d.name = ? AND p.page = ?""",
+                (collection, name, page),
+            ).fetchone()
+        if row is None or not row[1]:
+            return False
+        if row[0]:
+            return True
+        wanted = _for_match(quote)
+        return bool(wanted) and wanted in _for_match(row[1])
+
     def chunk_ids(self, collection: str) -> list[int]:
         with self._lock:
             rows = self._db.execute(
@@ -393,6 +485,10 @@ class DocumentStore:
                 (query, collection, limit),
             ).fetchall()
         return [r[0] for r in rows]
+
+
+def _for_match(text: str) -> str:
+    return " ".join(_MATCH_NOISE.sub(" ", text.lower()).split())
 
 
 def _label(name: str, title: str) -> str:

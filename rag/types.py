@@ -27,9 +27,11 @@ class Citation:
     document: str
     page: int
     quote: str
+    from_image: bool = False  # the quote was read from an image of the page (OCR), not its text
 
     def render(self) -> str:
-        return f"[{self.document} p.{self.page}]"
+        where = f"{self.document} p.{self.page}"
+        return f"[{where}, read from an image]" if self.from_image else f"[{where}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class DocumentInfo:
     sha256: str
     added_at: str  # ISO-8601 UTC
     pages_without_text: int = 0
+    pages_from_images: int = 0  # pages with text read by OCR (scans and figures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,8 @@ class FileOutcome:
     pages: int = 0
     chunks: int = 0
     reason: str = ""  # one line, set when status == "failed" (or a warning otherwise)
+    ocr_pages: int = 0  # pages with text read from images (OCR)
+    parser: str = ""  # which parser read the text layer ("pypdf", or "PDFium" for a damaged file)
 
 
 @dataclass(slots=True)
@@ -145,6 +150,18 @@ class IngestReport:
     def chunks(self) -> int:
         return sum(o.chunks for o in self.added)
 
+    @property
+    def ocr_pages(self) -> int:
+        return sum(o.ocr_pages for o in self.added)
+
 
 IngestProgressCallback = Callable[[str, int, int], None]
-"""Called as (file name, pages done, pages total) while a file is processed."""
+"""Called as (file name, pages done, pages total) while a file is processed. While pages are
+read from images (OCR, far slower than text) it is called with `ocr_progress_name(name)`, and
+the counts are of those pages only, so a progress bar or message shows them on their own."""
+
+OCR_PROGRESS_PREFIX = "OCR "  # first, so a shortened name in a progress bar still shows it
+
+
+def ocr_progress_name(name: str) -> str:
+    return f"{OCR_PROGRESS_PREFIX}{name}"

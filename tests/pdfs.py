@@ -18,14 +18,19 @@ from collections.abc import Sequence
 from fpdf import FPDF
 
 __all__ = [
+    "aes_encrypted_pdf",
     "corrupt_xref_pdf",
     "empty_bytes",
     "encrypted_pdf",
+    "figure_pdf",
     "html_named_pdf",
     "image_only_pdf",
     "make_pdf",
     "many_pages_pdf",
+    "scanned_pdf",
+    "text_image",
     "truncated_pdf",
+    "truncated_xref_pdf",
 ]
 
 
@@ -131,3 +136,80 @@ def corrupt_xref_pdf() -> bytes:
     """The %PDF- header followed by garbage: no objects, no xref table, no trailer."""
     filler = bytes((i * 37 + 11) % 256 for i in range(4096))
     return b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + filler + b"\nstartxref\n999999\n%%EOF\n"
+
+
+def truncated_xref_pdf(pages: Sequence[str]) -> bytes:
+    """A real PDF whose cross-reference table and trailer are cut off (a damaged file whose
+    objects are all still there)."""
+    data = make_pdf(pages)
+    return data[: data.rindex(b"xref")]
+
+
+def aes_encrypted_pdf(pages: Sequence[str], *, user_password: str, owner_password: str) -> bytes:
+    """An AES-256 encrypted PDF made with pypdf; with user_password="" anyone may open it but
+    the owner password locks its permissions (no copying, no printing, no text access)."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(pages))))
+    writer.encrypt(
+        user_password=user_password,
+        owner_password=owner_password,
+        algorithm="AES-256",
+        permissions_flag=0,
+    )
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def _rendered_pages(data: bytes, dpi: int) -> list[object]:
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(data)
+    try:
+        return [document[i].render(scale=dpi / 72).to_pil() for i in range(len(document))]
+    finally:
+        document.close()
+
+
+def scanned_pdf(
+    pages: Sequence[str], *, dpi: int = 150, rotate: float = 1.5, blur: float = 0.6
+) -> bytes:
+    """A scan of `make_pdf(pages)`: each page drawn to pixels, turned a little, blurred a
+    little, and put back as the only thing on an image-only page (no text layer at all)."""
+    from PIL import ImageFilter
+
+    pdf = _document("")
+    for image in _rendered_pages(make_pdf(pages), dpi):
+        grey = image.convert("L")  # type: ignore[attr-defined]
+        tilted = grey.rotate(rotate, expand=False, fillcolor=255, resample=3)
+        buffer = io.BytesIO()
+        tilted.filter(ImageFilter.GaussianBlur(blur)).save(buffer, format="PNG")
+        buffer.seek(0)
+        pdf.add_page()
+        pdf.image(buffer, x=0, y=0, w=210, h=297)
+    return bytes(pdf.output())
+
+
+def text_image(lines: Sequence[str], *, size: tuple[int, int] = (900, 420)) -> bytes:
+    """A PNG of dark words on a light box (a figure, a diagram label, a screenshot)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", size, (245, 245, 235))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((8, 8, size[0] - 8, size[1] - 8), outline=(60, 60, 60), width=3)
+    font = ImageFont.load_default(size=40)
+    for row, line in enumerate(lines):
+        draw.text((40, 40 + row * 70), line, fill=(20, 20, 20), font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def figure_pdf(text: str, figure_lines: Sequence[str]) -> bytes:
+    """One text page with a raster figure (whose words exist only as pixels) below the text."""
+    pdf = _document("")
+    pdf.add_page()
+    pdf.multi_cell(0, 6, text)
+    pdf.image(io.BytesIO(text_image(figure_lines)), x=20, y=pdf.get_y() + 10, w=170)
+    return bytes(pdf.output())

@@ -80,7 +80,7 @@ def history_messages(entries: Sequence[HistoryEntry]) -> list[str]:
         when = datetime.fromtimestamp(entry.asked_at, UTC).strftime("%Y-%m-%d %H:%M")
         question = " ".join(entry.question.split())
         question = question if len(question) <= 150 else question[:149] + "…"
-        pages = " ".join(f"[{c.get('document')} p.{c.get('page')}]" for c in entry.citations[:3])
+        pages = " ".join(render.render_stored_citation(c) for c in entry.citations[:3])
         status = "" if entry.status == "done" else f" ({entry.status})"
         lines.append(f"- {when} UTC: {question}{status} {pages}".rstrip())
     return messages("\n".join(lines))

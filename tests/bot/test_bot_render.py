@@ -10,11 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import QueueFullError
+from bot.jobs import citation_to_dict
 from bot.render import (
     format_eta,
     render_answer,
     render_ingest,
+    render_ingest_progress,
     render_queued,
+    render_stored_citation,
     split_message,
 )
 from bot.replies import APOLOGY, user_message
@@ -123,3 +126,42 @@ def test_user_message_for_known_and_unknown_errors(caplog: pytest.LogCaptureFixt
     assert text == APOLOGY and "secret" not in text
     (record,) = caplog.records
     assert record.exc_info is not None and "job 7" in record.getMessage()
+
+
+def test_ingest_summary_counts_pages_read_from_images_and_shows_notes() -> None:
+    report = IngestReport(
+        [
+            FileOutcome("scan.pdf", "added", pages=4, chunks=6, ocr_pages=3,
+                        reason="3 page(s) read from images (OCR)"),
+            FileOutcome("paper.pdf", "added", pages=10, chunks=30),
+        ],
+        seconds=9.0,
+    )
+    assert render_ingest(report) == (
+        "Indexed 2 of 2 file(s): 14 pages (3 read from images), 36 chunks (9.0s).\n"
+        "Note: scan.pdf: 3 page(s) read from images (OCR)"
+    )
+
+
+def test_a_citation_read_from_an_image_says_so_live_and_from_history() -> None:
+    answer = Answer(
+        "The ferry leaves at 23:40.",
+        [Citation("scan.pdf", 3, "leaves at 23:40", from_image=True), Citation("a.pdf", 1, "")],
+        [],
+        False,
+    )
+    assert render_answer(answer).endswith(
+        "Sources: [scan.pdf p.3, read from an image] [a.pdf p.1]"
+    )
+    stored = citation_to_dict(answer.citations[0])
+    assert render_stored_citation(stored) == "[scan.pdf p.3, read from an image]"
+    assert render_stored_citation({"document": "old.pdf", "page": 2}) == "[old.pdf p.2]"
+
+
+def test_ingest_progress_counts_pages_read_from_images_on_their_own() -> None:
+    from rag.types import ocr_progress_name
+
+    assert render_ingest_progress("a.pdf", 3, 10) == "indexing a.pdf: page 3 of 10…"
+    assert render_ingest_progress(ocr_progress_name("scan.pdf"), 2, 5) == (
+        "reading page images of scan.pdf: 2 of 5…"
+    )

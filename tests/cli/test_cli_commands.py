@@ -218,7 +218,9 @@ def test_a_mixed_ingest_exits_1_but_keeps_the_good_file(folio: Folio, indexed: I
     result = folio(*args, "ingest", "--json", str(bad), str(good))
     assert result.code == 1
     summary = json.loads(result.out)
-    assert summary["failures"] == [["locked.pdf", "it is encrypted with a password"]]
+    assert summary["failures"] == [
+        ["locked.pdf", "it needs a password to open (encrypted with a password)"]
+    ]
     assert summary["files"] == 2 and summary["pages"] == 1 and summary["chunks"] == 1
     docs = json.loads(folio(*args, "docs", "--json").out)
     assert [d["name"] for d in docs] == ["timetable.pdf"]

@@ -185,3 +185,59 @@ def test_every_document_write_moves_the_collection_generation_and_a_no_op_does_n
         assert (other.generation("a"), other.generation("b")) == (3, 1)
     finally:
         other.close()
+
+
+_FIRST_RELEASE_SCHEMA = """
+CREATE TABLE documents (id INTEGER PRIMARY KEY, collection TEXT NOT NULL, name TEXT NOT NULL,
+    sha256 TEXT NOT NULL, title TEXT NOT NULL DEFAULT '', pages INTEGER NOT NULL,
+    pages_without_text INTEGER NOT NULL DEFAULT 0, added_at TEXT NOT NULL,
+    UNIQUE (collection, name));
+CREATE TABLE pages (document_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    page INTEGER NOT NULL, text TEXT NOT NULL, has_text INTEGER NOT NULL,
+    PRIMARY KEY (document_id, page));
+CREATE TABLE chunks (id INTEGER PRIMARY KEY, document_id INTEGER NOT NULL
+    REFERENCES documents (id) ON DELETE CASCADE, page INTEGER NOT NULL,
+    ordinal INTEGER NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE VIRTUAL TABLE chunks_fts USING fts5 (text, tokenize = 'porter unicode61');
+INSERT INTO documents VALUES (1, 'c', 'old.pdf', 'abc', '', 1, 0, '2024-01-01T00:00:00+00:00');
+INSERT INTO pages VALUES (1, 1, 'The old page about the harbour.', 1);
+"""
+
+
+def test_an_existing_database_is_upgraded_once_and_keeps_its_documents(tmp_path: Path) -> None:
+    path = tmp_path / "documents.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(_FIRST_RELEASE_SCHEMA)
+    store = DocumentStore(path)
+    try:
+        assert store.migrations() == ["m001_text_from_images"]
+        [old] = store.documents("c")
+        assert (old.name, old.pages, old.pages_from_images) == ("old.pdf", 1, 0)
+        assert store.page_text("c", "old.pdf", 1) == "The old page about the harbour."
+        assert not store.quote_from_image("c", "old.pdf", 1, "old page")
+    finally:
+        store.close()
+    again = DocumentStore(path)  # opening again applies nothing twice
+    try:
+        assert again.migrations() == ["m001_text_from_images"]
+    finally:
+        again.close()
+
+
+def test_text_read_from_images_is_stored_as_such(store: DocumentStore) -> None:
+    pages = [
+        PageText(1, "", has_text=True, image_text="The scanned contract is signed.", scanned=True),
+        PageText(2, "Figure 2 shows the crane.", has_text=True, image_text="Crane load 40 t"),
+    ]
+    parsed = ParsedDocument(title="", pages=pages)
+    chunks = chunk_document(parsed.pages, 110, 0)
+    assert [(c.page, c.from_image) for c in chunks] == [(1, True), (2, False), (2, True)]
+    vectors = np.full((len(chunks), DIMENSION), 0.5, dtype=np.float32)
+    store.put_document("c", "scan.pdf", "sha-scan", parsed, chunks, vectors)
+    [info] = store.documents("c")
+    assert info.pages_from_images == 2
+    # Quotes are verified against everything on the page, the text read from images included.
+    assert store.page_text("c", "scan.pdf", 2) == "Figure 2 shows the crane.\n\nCrane load 40 t"
+    assert store.quote_from_image("c", "scan.pdf", 1, "contract is signed")
+    assert store.quote_from_image("c", "scan.pdf", 2, "crane load 40 t")
+    assert not store.quote_from_image("c", "scan.pdf", 2, "Figure 2 shows the crane")

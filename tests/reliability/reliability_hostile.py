@@ -15,6 +15,7 @@ from collections.abc import Sequence
 __all__ = [
     "blank_pages_pdf",
     "decompression_bomb_pdf",
+    "image_bomb_pdf",
     "nested_arrays_pdf",
     "raw_pdf",
     "text_page_pdf",
@@ -90,6 +91,34 @@ def decompression_bomb_pdf(megabytes: int = 120) -> bytes:
             _FONT,
             _stream(text),
             _stream(_deflated_zeros(megabytes), flate=True),
+        ]
+    )
+
+
+def image_bomb_pdf(side: int = 16_000) -> bytes:
+    """Page 1: real text. Page 2: a scan-like page whose only content is a `side` x `side`
+    greyscale image (256 MB at 16,000) deflated to a few hundred KB."""
+    text = b"BT /F1 12 Tf 72 720 Td (The first page of this file is ordinary text about tides.) Tj ET"
+    draw = b"q 595 0 0 842 0 0 cm /Im1 Do Q"
+    pixels = _deflated_zeros(side * side // (1 << 20))
+    image = (
+        b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+        b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n"
+        % (side, side, len(pixels))
+        + pixels
+        + b"\nendstream"
+    )
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R 6 0 R] /Count 2 >>",
+            _page(contents=5),
+            _FONT,
+            _stream(text),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 7 0 R "
+            b"/Resources << /XObject << /Im1 8 0 R >> >> >>",
+            _stream(draw),
+            image,
         ]
     )
 

@@ -18,7 +18,12 @@ from typing import Any
 import pdfs
 import pytest
 from prerequisites import unicode_font
-from reliability_hostile import blank_pages_pdf, decompression_bomb_pdf, nested_arrays_pdf
+from reliability_hostile import (
+    blank_pages_pdf,
+    decompression_bomb_pdf,
+    image_bomb_pdf,
+    nested_arrays_pdf,
+)
 
 from config.settings import Settings
 from rag.engine import RagEngine, build_engine
@@ -100,15 +105,42 @@ def env(reliability_settings: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 REFUSED: list[Any] = [
     pytest.param("empty.pdf", pdfs.empty_bytes, r"the file is empty", id="zero-bytes"),
     pytest.param("login.pdf", pdfs.html_named_pdf, r"not a PDF", id="html-as-pdf"),
-    pytest.param("cut.pdf", pdfs.truncated_pdf, r"broken or truncated", id="truncated"),
-    pytest.param("xref.pdf", pdfs.corrupt_xref_pdf, r"broken or truncated", id="corrupt-xref"),
+    # Both parsers tried: pypdf's reason, and that PDFium could not read it either.
+    pytest.param(
+        "cut.pdf",
+        pdfs.truncated_pdf,
+        r"damaged beyond repair: the PDF is broken or truncated .*PDFium cannot read it",
+        id="truncated",
+    ),
+    pytest.param(
+        "xref.pdf",
+        pdfs.corrupt_xref_pdf,
+        r"damaged beyond repair: the PDF is broken or truncated .*PDFium cannot read it",
+        id="corrupt-xref",
+    ),
     pytest.param(
         "locked.pdf",
         lambda: pdfs.encrypted_pdf(["Only people with the password may read this page."]),
         r"encrypted with a password",
         id="encrypted-unknown-password",
     ),
-    pytest.param("scan.pdf", pdfs.image_only_pdf, r"no text layer", id="scan-no-text"),
+    pytest.param(
+        "locked-aes.pdf",
+        lambda: pdfs.aes_encrypted_pdf(
+            ["Only people with the password may read this AES page."],
+            user_password="open-sesame",
+            owner_password="owner",
+        ),
+        r"needs a password to open",
+        id="aes-user-password",
+    ),
+    # With OCR a blank scan is read, and the reason says that nothing readable was in it.
+    pytest.param(
+        "scan.pdf",
+        pdfs.image_only_pdf,
+        r"no text layer, and (OCR found no readable text|.* no text could be read with)",
+        id="blank-scan-ocr-finds-nothing",
+    ),
     pytest.param(
         "bomb.pdf",
         decompression_bomb_pdf,
@@ -169,6 +201,60 @@ def test_encrypted_with_the_empty_password_goes_in(env: Env) -> None:
         "Who may read about the lighthouse keeper?", collection=COLLECTION
     )
     assert any(p.document == "open.pdf" and "lighthouse keeper" in p.text for p in passages)
+
+
+def test_a_permission_locked_aes_file_goes_in(env: Env) -> None:
+    """Owner password only (no copy, no print, no text access): anyone may open and read it."""
+    text = "The permission locked memo says the crane inspection is every Thursday."
+    data = pdfs.aes_encrypted_pdf([text], user_password="", owner_password="boss")
+    outcome = env.ingest("memo.pdf", data)
+    assert (outcome.status, outcome.pages, outcome.chunks) == ("added", 1, 1), outcome
+    passages = env.engine.retrieve("When is the crane inspection?", collection=COLLECTION)
+    assert passages and passages[0].document == "memo.pdf"
+
+
+def test_a_file_with_its_xref_cut_off_is_recovered_by_the_second_parser(env: Env) -> None:
+    before = env.snapshot()
+    pages = ["The salvage log records that the tug Marlow towed the barge on the third day."]
+    outcome = env.ingest("salvage.pdf", pdfs.truncated_xref_pdf(pages))
+    assert (outcome.status, outcome.parser) == ("added", "PDFium"), outcome
+    assert "read by PDFium (pypdf could not" in outcome.reason
+    passages = env.engine.retrieve("Which tug towed the barge?", collection=COLLECTION)
+    assert passages and passages[0].document == "salvage.pdf"
+    assert "tug Marlow" in passages[0].text
+    after = env.snapshot()
+    assert len(after.sqlite_ids) == len(before.sqlite_ids) + 1 and after.sqlite_ids == after.faiss_ids
+
+
+def test_short_rotated_pages_are_short_not_scans(env: Env) -> None:
+    from io import BytesIO
+
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(BytesIO(pdfs.make_pdf(["Hello world"] * 5))).pages:
+        writer.add_page(page).rotate(90)
+    buffer = BytesIO()
+    writer.write(buffer)
+    outcome = env.ingest("hello.pdf", buffer.getvalue())
+    assert (outcome.status, outcome.pages, outcome.ocr_pages) == ("added", 5, 0), outcome
+    assert "nearly empty" in outcome.reason
+
+
+def test_an_image_decompression_bomb_page_is_skipped_and_the_rest_goes_in(env: Env) -> None:
+    before = env.snapshot()
+    outcome = env.ingest("tides-bomb.pdf", image_bomb_pdf())
+    assert (outcome.status, outcome.pages) == ("added", 2), outcome
+    assert "p. 2" in outcome.reason, outcome.reason  # the bomb page, with its reason
+    assert multiprocessing.active_children() == []
+    store = DocumentStore(env.settings.documents_db)
+    try:
+        assert "ordinary text about tides" in (store.page_text(COLLECTION, "tides-bomb.pdf", 1) or "")
+        assert store.page_text(COLLECTION, "tides-bomb.pdf", 2) == ""
+    finally:
+        store.close()
+    after = env.snapshot()
+    assert after.sqlite_ids == after.faiss_ids and len(after.sqlite_ids) > len(before.sqlite_ids)
 
 
 def test_greek_only_text_goes_in_and_is_found(env: Env) -> None:

@@ -153,7 +153,8 @@ def test_mutated_pdfs_give_pages_or_a_one_line_reason_and_chunk_cleanly(
         assert "\n" not in payload and "\r" not in payload and len(payload) < 200, payload
         return
     assert kind == "ok"
-    title, texts = payload
+    title, texts = payload.title, [page.text for page in payload.pages]
+    assert payload.parser in ("pypdf", "PDFium")
     assert isinstance(title, str) and len(title) <= 200
     assert isinstance(texts, list) and all(isinstance(t, str) for t in texts)
     assert len(texts) <= LIMITS.max_pages
@@ -177,8 +178,8 @@ def test_the_unmutated_seeds_parse_in_process() -> None:
 
             patch.setattr(resource, "setrlimit", lambda *_args: None)
             _child_main(sender, seed, LIMITS)  # type: ignore[arg-type]
-        kind, (_, texts) = sender.sent[0]
-        assert kind == "ok" and any(len(t) >= MIN_PAGE_CHARS for t in texts)
+        kind, document = sender.sent[0]
+        assert kind == "ok" and any(len(p.text) >= MIN_PAGE_CHARS for p in document.pages)
 
 
 def operator_flood_pdf(megabytes: int = 70) -> bytes:
