@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 from config.settings import Settings
 from rag.chunk import Chunk, chunk_document, split_sentences
 from rag.cite import drop_off_topic_pages, ground_sentences, says_it_does_not_know
-from rag.embed import Embedder, SentenceTransformerEmbedder
+from rag.embed import Embedder, make_embedder
 from rag.errors import BadDocumentError, NotFoundError
 from rag.extract import Evidence, covers, rank_evidence
 from rag.generate import Generator, LlamaCppGenerator
@@ -31,6 +31,7 @@ from rag.models import default_embedding_model, default_generation_model
 from rag.normalize import strip_invisible
 from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
 from rag.prompt import PromptBuilder, PromptLimits, sanitize
+from rag.reembed import reconcile_embedder
 from rag.retrieve import HybridRetriever, RetrievalParams
 from rag.store import DocumentStore, question_terms
 from rag.types import (
@@ -174,6 +175,7 @@ class RagEngine:
             with self._check_lock:
                 if collection not in self._checked:
                     dimension = self._embedder.get().dimension
+                    reconcile_embedder(self._store, index, self._embedder.get(), collection)
                     index.ensure_consistent(
                         collection,
                         self._store.chunk_ids(collection),
@@ -724,11 +726,15 @@ def build_engine(settings: Settings) -> RagEngine:
     embedding = settings.embedding
     generation = settings.generator
 
-    def make_embedder() -> Embedder:
-        return SentenceTransformerEmbedder(
+    def embedder() -> Embedder:
+        return make_embedder(
             embedding.model_path or default_embedding_model(),
+            backend=embedding.backend,
+            precision=embedding.precision,
             batch_size=embedding.batch_size,
             query_cache_size=embedding.query_cache_size,
+            threads=embedding.threads,
+            cache_dir=settings.model_cache_dir,
         )
 
     def make_generator() -> Generator:
@@ -759,7 +765,7 @@ def build_engine(settings: Settings) -> RagEngine:
 
     return RagEngine(
         DocumentStore(settings.documents_db),
-        make_embedder,
+        embedder,
         make_generator,
         settings.index_dir,
         options,
