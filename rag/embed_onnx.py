@@ -267,8 +267,13 @@ class OnnxEmbedder:
         encoded = self._tokenizer.encode(texts)
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         result = np.empty((len(encoded), self._dimension), dtype=np.float32)
-        for start in range(0, len(order), self._batch_size):
-            rows = order[start : start + self._batch_size]
+        # int8 quantises activations per call: in a batch, a text's vector would depend on its
+        # neighbours and their padding (cosine 0.995 between the same text alone and in a
+        # batch). One text per call is deterministic, pads nothing, and was faster (36.8 vs
+        # 31.9 chunks per CPU second, batch 8) and closer to fp32 (mean cosine 0.9979 vs 0.9976).
+        size = 1 if self._precision == "int8" else self._batch_size
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
             (vectors,) = self._session.run(None, _padded([encoded[i] for i in rows]))
             result[rows] = vectors
         return result
