@@ -934,7 +934,10 @@ def _spread(values: Sequence[Any]) -> dict[str, float] | None:
     numbers = [v for v in values if _is_number(v)]
     if not numbers:
         return None
-    return {"min": min(numbers), "median": _r(statistics.median(numbers), 3) or 0.0,
+    median: float = statistics.median(numbers)
+    if all(isinstance(n, int) for n in numbers) and median == int(median):
+        median = int(median)  # counts stay counts ("159 pages", not "159.0")
+    return {"min": min(numbers), "median": _r(median, 3) if isinstance(median, float) else median,
             "max": max(numbers)}
 
 
