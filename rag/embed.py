@@ -1,4 +1,5 @@
-"""Sentence embeddings behind a small interface; sentence-transformers is imported only here."""
+"""Sentence embeddings behind a small interface; sentence-transformers is imported only here
+(the ONNX Runtime embedder is in rag/embed_onnx.py, chosen by `make_embedder`)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,21 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from config.errors import ConfigError
+from rag.cpu import CpuInfo
 
 logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
+
+
+Backend = Literal["auto", "torch", "onnx-int8"]
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 class Embedder(Protocol):
@@ -29,6 +35,9 @@ class Embedder(Protocol):
     @property
     def name(self) -> str: ...
 
+    # Optional: `identity` (str), what produced the vectors (model, dimension, precision);
+    # vectors of two embedders with the same identity are interchangeable. See identity_of.
+
     def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
 
     def embed_query(self, text: str) -> Vectors: ...
@@ -37,12 +46,18 @@ class Embedder(Protocol):
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 (or any sentence-transformers folder), loaded by path, fully offline."""
 
-    def __init__(self, model_path: Path, *, batch_size: int = 32, query_cache_size: int = 256):
-        # Never let the Hugging Face libraries reach for a hub: the model is a local folder.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        batch_size: int = 32,
+        query_cache_size: int = 256,
+        precision: Precision = "fp32",
+        threads: int | None = None,
+    ):
+        offline_and_quiet_threads()
         try:
+            import torch
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise ConfigError(
@@ -57,7 +72,12 @@ class SentenceTransformerEmbedder:
                 f"No sentence-transformers model at {model_path}: set embedding.model_path "
                 "to a model folder, or leave it empty for the embedded default."
             )
+        if threads is not None:
+            torch.set_num_threads(threads)
         self._model: Any = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+        self._precision = resolve_precision(precision)
+        if self._precision == "bf16":
+            self._model.to(torch.bfloat16)
         self._batch_size = batch_size
         self._name = model_path.name if model_path.name != "model" else model_path.parent.name
         measure = getattr(self._model, "get_embedding_dimension", None) or (
@@ -76,6 +96,23 @@ class SentenceTransformerEmbedder:
     def name(self) -> str:
         return self._name
 
+    @property
+    def identity(self) -> str:
+        return vector_identity(self._name, self._dimension, self._precision)
+
+    @property
+    def backend(self) -> str:
+        return "torch"
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    def runtime_info(self) -> str:
+        import torch
+
+        return f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+
     def vocabulary(self) -> frozenset[str]:
         """Whole words the model's tokenizer knows: a proxy for common English words."""
         vocab: dict[str, int] = getattr(self._model.tokenizer, "get_vocab", dict)()
@@ -84,14 +121,14 @@ class SentenceTransformerEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
-        vectors = self._model.encode(
+        vectors = self._model.encode(  # sorts by length within the call: less padding
             list(texts),
             batch_size=self._batch_size,
             normalize_embeddings=True,
-            convert_to_numpy=True,
+            convert_to_tensor=True,
             show_progress_bar=False,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return np.ascontiguousarray(vectors.float().numpy(), dtype=np.float32)
 
     def embed_query(self, text: str) -> Vectors:
         """One query vector; repeated questions reuse a small LRU cache."""
@@ -107,3 +144,95 @@ class SentenceTransformerEmbedder:
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         return vector
+
+
+def identity_of(embedder: Embedder) -> str:
+    """What produced an embedder's vectors; an embedder without `identity` is named by its
+    model name and dimension (its precision unknown, taken as fp32)."""
+    identity = getattr(embedder, "identity", None)
+    if isinstance(identity, str) and identity:
+        return identity
+    return vector_identity(embedder.name, embedder.dimension, "fp32")
+
+
+def vector_identity(name: str, dimension: int, precision: str) -> str:
+    """fp32 vectors of one model are the same whichever runtime made them (within ~1e-6), so the
+    runtime is not part of the identity; int8 and bf16 vectors differ slightly, so they are."""
+    return f"{name}/{dimension}/{precision}"
+
+
+def offline_and_quiet_threads() -> None:
+    """Environment for the ML libraries, set before they load (an explicit setting wins).
+
+    No hub: the model is a local folder. OpenMP threads sleep as soon as an embedding call ends
+    instead of spinning for ~200 ms: on 2 cores a spinning torch thread takes a core from
+    llama.cpp while it decodes (measured, see README "Performance").
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("KMP_BLOCKTIME", "0")
+
+
+def resolve_precision(precision: Precision, cpu: CpuInfo | None = None) -> str:
+    """bf16 only where the CPU does bfloat16 in hardware, else fp32. "bf16" accepts AMX or
+    AVX512-BF16; "auto" only AMX (on AVX512-BF16 alone, torch 2.13 embedded 35% slower in
+    bf16 than in fp32, measured on a 2-core Xeon)."""
+    if precision == "fp32":
+        return "fp32"
+    if cpu is None:
+        from rag.cpu import read_cpu_info
+
+        cpu = read_cpu_info()
+    if cpu.has_amx_bf16 or (precision == "bf16" and cpu.has_fast_bf16):
+        return "bf16"
+    if precision == "bf16":
+        logger.info("embedding in fp32: this CPU (%s) has neither AMX nor AVX512-BF16", cpu.model)
+    return "fp32"
+
+
+def make_embedder(
+    model_path: Path,
+    *,
+    backend: Backend = "auto",
+    precision: Precision = "fp32",
+    batch_size: int = 8,
+    query_cache_size: int = 256,
+    threads: int | None = None,
+    cache_dir: Path,
+) -> Embedder:
+    """The embedder the settings ask for. "auto" prefers the int8 ONNX embedder and falls back to
+    torch (with a log line) when onnxruntime is missing or the model cannot be exported."""
+    if backend in ("auto", "onnx-int8"):
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            if backend == "onnx-int8":
+                raise ConfigError(
+                    'embedding.backend = "onnx-int8" needs onnxruntime and onnx: run '
+                    "scripts/setup (pip install 'onnxruntime>=1.17' onnx)."
+                )
+            logger.info("onnxruntime is not installed: embedding with torch")
+        else:
+            from rag.embed_onnx import OnnxEmbedder, OnnxExportError
+
+            try:
+                return OnnxEmbedder(
+                    model_path,
+                    cache_dir=cache_dir,
+                    batch_size=batch_size,
+                    query_cache_size=query_cache_size,
+                    threads=threads,
+                )
+            except OnnxExportError as exc:
+                if backend == "onnx-int8":
+                    raise ConfigError(f"cannot run {model_path} in ONNX Runtime: {exc}") from exc
+                logger.warning("embedding with torch: the ONNX model is not usable (%s)", exc)
+    return SentenceTransformerEmbedder(
+        model_path,
+        batch_size=batch_size,
+        query_cache_size=query_cache_size,
+        precision=precision,
+        threads=threads,
+    )

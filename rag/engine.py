@@ -24,7 +24,7 @@ from config.settings import Settings
 from rag.chunk import Chunk, chunk_document, split_sentences
 from rag.cite import drop_off_topic_pages, ground_sentences, says_it_does_not_know
 from rag.compose import CompositionLimits, Part, compose, render_parts
-from rag.embed import Embedder, SentenceTransformerEmbedder
+from rag.embed import Embedder, make_embedder
 from rag.errors import BadDocumentError, NotFoundError
 from rag.extract import Evidence, covers, rank_evidence
 from rag.followup import Standalone, standalone_question
@@ -36,6 +36,7 @@ from rag.ocr import OcrOptions
 from rag.originals import OriginalFiles
 from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
 from rag.prompt import PromptBuilder, PromptLimits, sanitize
+from rag.reembed import reconcile_embedder
 from rag.retrieve import HybridRetriever, RetrievalParams
 from rag.store import DocumentStore, question_terms
 from rag.types import (
@@ -127,6 +128,7 @@ class RagEngine:
         self._index = Lazy(lambda: FaissIndex(index_dir, self._embedder.get().dimension))
         self._options = options
         self._vocabulary = Lazy(lambda: _vocabulary_of(self._embedder.get()))
+        self._reconciled: set[str] = set()  # collections whose embedder was checked
         # Retrieval, evidence ranking, ingest and forget take turns (the embedder's tokenizer is
         # not thread-safe, and a search must not see half an ingest); generation, the slow
         # part, runs outside it, so with a generation server several answers overlap.
@@ -176,6 +178,13 @@ class RagEngine:
         file does not hold that generation (a crash between the two writes, an older Folio).
         """
         index = self._index.get()
+        if collection not in self._reconciled:
+            # Once per process: the collection's vectors come from the configured embedder
+            # (re-embedded from SQLite's texts if another one made them).
+            with index.locked(collection):
+                if reconcile_embedder(self._store, index, self._embedder.get(), collection):
+                    self._rebuild_index(index, collection, self._store.generation(collection))
+            self._reconciled.add(collection)
         if index.generation(collection) != self._store.generation(collection):
             with index.locked(collection):
                 current = self._store.generation(collection)
@@ -891,11 +900,15 @@ def build_engine(
     embedding = settings.embedding
     generation = settings.generator
 
-    def make_embedder() -> Embedder:
-        return SentenceTransformerEmbedder(
+    def embedder() -> Embedder:
+        return make_embedder(
             embedding.model_path or default_embedding_model(),
+            backend=embedding.backend,
+            precision=embedding.precision,
             batch_size=embedding.batch_size,
             query_cache_size=embedding.query_cache_size,
+            threads=embedding.threads,
+            cache_dir=settings.model_cache_dir,
         )
 
     def make_generator() -> Generator:
@@ -933,7 +946,7 @@ def build_engine(
 
     return RagEngine(
         DocumentStore(settings.documents_db),
-        make_embedder,
+        embedder,
         generator or make_generator,
         settings.index_dir,
         options,

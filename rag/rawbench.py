@@ -77,3 +77,13 @@ def time_raw_completion(
         "prompt_tokens": prompt_tokens,
         "load_s": load_s,
     }
+
+
+def llama_system_info() -> str:
+    """llama.cpp's own report of the CPU features it was built for and uses ("AVX512 = 1 | ...")."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return ""
+    info = llama_cpp.llama_print_system_info()
+    return info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)

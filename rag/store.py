@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS generations (
     collection TEXT PRIMARY KEY,
     generation INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS collection_embedders (
+    collection TEXT PRIMARY KEY,
+    identity TEXT NOT NULL  -- what made the collection's vectors (rag.embed.identity_of)
+);
 """
 
 # Additive schema changes after the first release, in order; each runs once per database file, in
@@ -421,6 +425,47 @@ class DocumentStore:
                 (collection,),
             ).fetchall()
         return [r[0] for r in rows]
+
+    def embedder_identity(self, collection: str) -> str | None:
+        """What made this collection's vectors; None for a store written before it was kept."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT identity FROM collection_embedders WHERE collection = ?", (collection,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def set_embedder_identity(self, collection: str, identity: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                """INSERT INTO collection_embedders (collection, identity) VALUES (?, ?)
+                   ON CONFLICT (collection) DO UPDATE SET identity = excluded.identity""",
+                (collection, identity),
+            )
+
+    def chunk_texts(self, ids: Sequence[int]) -> list[str]:
+        """The texts of chunks, in the order of `ids` (every id must exist)."""
+        found = {i: c.text for i, c in self.chunks(ids).items()}
+        return [found[i] for i in ids]
+
+    def raw_vectors(self, ids: Sequence[int]) -> dict[int, bytes]:
+        """Stored vector bytes as written (any dimension): to compare with a new embedder."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", list(ids)
+            ).fetchall()
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    def update_vectors(self, ids: Sequence[int], vectors: Vectors) -> None:
+        """Replace the vectors of existing chunks (one transaction)."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE chunks SET vector = ? WHERE id = ?",
+                [(np.ascontiguousarray(v, dtype=np.float32).tobytes(), i)
+                 for i, v in zip(ids, vectors, strict=True)],
+            )
 
     def iter_vectors(
         self, collection: str, dimension: int, batch: int = 4096

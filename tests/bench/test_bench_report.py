@@ -19,6 +19,7 @@ def _sequential(answer_s: float, ttft_s: float | None, tokens: int) -> dict[str,
         "ttft_s": ttft_s, "tokens": tokens, "prompt_tokens": 500 if tokens else 0,
         "retrieval_s": 0.02, "first_token_s": 0.5 if tokens else None,
         "generation_s": 2.5 if tokens else 0.0, "engine_s": answer_s - 0.5,
+        "final_edit_s": 0.02,
     }
 
 
@@ -27,6 +28,7 @@ def _figures() -> tuple[dict[str, Any], ...]:
         "files": 2, "pages": 100, "chunks": 400, "failures": [], "ingest_seconds": 5.0,
         "embedder_load_s": 1.0, "embed_chunks": 400, "embed_seconds": 2.0,
         "embedding_model": "all-MiniLM-L6-v2",
+        "embedder": {"backend": "onnx", "precision": "int8", "identity": "m/384/int8"},
         "peak_rss_mb": 600.0, "sampled_peak_rss_mb": 590.0, "ru_maxrss_mb": 600.0,
     }
     serve = {
@@ -41,17 +43,19 @@ def _figures() -> tuple[dict[str, Any], ...]:
         "edit_interval_s": 1.0, "generator_threads": 2,
         "peak_rss_mb": 900.0, "sampled_peak_rss_mb": 880.0, "ru_maxrss_mb": 900.0,
     }
-    raw = {"load_s": 0.3, "runs": [
+    raw = {"load_s": 0.3, "system_info": "CPU : SSE3 = 1 | AVX = 1 | AVX512 = 1 | AMX = 0 |",
+           "runs": [
         {"ttft_s": 0.4, "total_s": 2.0, "tokens": 41, "prompt_tokens": 500, "load_s": 0.0},
         {"ttft_s": 0.5, "total_s": 4.0, "tokens": 41, "prompt_tokens": 500, "load_s": 0.0},
         {"ttft_s": 0.6, "total_s": 3.0, "tokens": 41, "prompt_tokens": 500, "load_s": 0.0},
     ]}
-    machine = {"cores": 2, "cpu_model": "Test CPU", "python": "3.11", "load_avg_start": [0.1]}
+    machine = {"cores": 2, "cpu_model": "Test CPU", "cpu_flags": ["avx2", "avx512_bf16"],
+               "python": "3.11", "load_avg_start": [0.1]}
     return ingest, serve, raw, machine
 
 
 def test_report_has_every_key_and_the_right_figures() -> None:
-    report = bench.build_report(*_figures())
+    report = bench.combine_reports([bench.build_report(*_figures())])
     assert set(bench.REQUIRED_KEYS) <= set(report)
     json.dumps(report)  # one JSON object, nothing unserialisable
     assert report["ingest_pages_per_s"] == 20.0
@@ -72,8 +76,16 @@ def test_report_has_every_key_and_the_right_figures() -> None:
     assert report["queue_answered"] == 4
     assert report["peak_rss_serving_mb"] == 900.0
     assert report["machine"]["cores"] == 2
-    assert report["targets_met"]["answer p50 <= 4 s"] is True
-    assert report["targets_met"]["overhead <= 1.10x raw llama.cpp"] is False
+    # Folio decodes (41 - 1) / 2 s = 20 tok/s; raw 3 × 40 tokens in (2 - .4) + (4 - .5) + (3 - .6)
+    assert report["raw_decode_tokens_per_s"] == pytest.approx(120 / 7.5, abs=0.05)
+    assert report["decode_ratio"] == pytest.approx(20 / (120 / 7.5), abs=1e-3)
+    assert report["final_edit_p50_ms"] == 20.0
+    assert report["answer_breakdown_p50_s"]["engine_final_text_to_final_edit"] == 0.02
+    assert report["machine"]["embedder"]["precision"] == "int8"
+    assert "AVX512 = 1" in report["machine"]["llama_cpp_system_info"]
+    assert report["targets_met"]["answer p50 <= 2.5 s"] is False
+    assert report["targets_met"]["overhead <= 1.05x raw llama.cpp"] is False
+    assert report["targets_met"]["final text -> final edit p50 <= 50 ms"] is True
     assert report["targets_met"]["ingest >= 15 pages/s"] is True
 
 
@@ -81,22 +93,62 @@ def test_report_survives_a_run_where_everything_abstained() -> None:
     ingest, serve, raw, machine = _figures()
     serve["sequential"] = [_sequential(0.1, None, 0)]
     raw["runs"] = []
-    report = bench.build_report(ingest, serve, raw, machine)
+    report = bench.combine_reports([bench.build_report(ingest, serve, raw, machine)])
     assert report["overhead_ratio"] is None
     assert report["ttft_p50_s"] is None
-    assert report["targets_met"]["TTFT p50 <= 1.5 s"] is None
-    assert "TTFT p50 <= 1.5 s -" in bench.format_report(report)
+    assert report["decode_ratio"] is None
+    assert report["targets_met"]["TTFT p50 <= 1.0 s"] is None
+    assert "TTFT p50 <= 1.0 s -" in bench.format_report(report)
 
 
 def test_table_shows_units_baseline_and_targets() -> None:
-    text = bench.format_report(bench.build_report(*_figures()))
+    text = bench.format_report(bench.combine_reports([bench.build_report(*_figures())]))
     assert "2 cores (Test CPU)" in text
+    assert "avx2 avx512_bf16" in text  # the CPU's features
+    assert "SSE3 AVX AVX512" in text and "AMX" not in text.split("llama.cpp")[1].split("\n")[0]
+    assert "onnx int8 m/384/int8" in text
+    assert "final text -> final edit p50         20.0 ms (max 20.0 ms)" in text
     assert "20.0 pages/s" in text
     assert "30.0 ms / 100.0 ms" in text
     assert "1.333 x" in text
     assert "vs 3.4 pages/s" in text and "vs 3.7 s" in text and "vs 1200 MB" in text
-    assert "overhead <= 1.10x raw llama.cpp MISSED" in text
-    assert "answer p50 <= 4 s ok" in text
+    assert "overhead <= 1.05x raw llama.cpp MISSED" in text
+    assert "final text -> final edit p50 <= 50 ms ok" in text
+
+
+def _run(answer_s: float, raw_total_s: float, tokens_per_s: float, ingest_s: float) -> dict[str, Any]:
+    """One repetition's report: Folio answers in answer_s, raw llama.cpp in raw_total_s."""
+    ingest, serve, raw, machine = _figures()
+    ingest = {**ingest, "ingest_seconds": ingest_s}
+    generation = 0.5 + 40 / tokens_per_s
+    serve = {**serve, "sequential": [
+        {**_sequential(answer_s, 1.0, 41), "generation_s": generation} for _ in range(3)
+    ]}
+    raw = {**raw, "runs": [{**run, "total_s": raw_total_s, "ttft_s": 0.5} for run in raw["runs"]]}
+    return bench.build_report(ingest, serve, raw, machine)
+
+
+def test_repetitions_give_min_median_max_and_each_run_s_own_ratios() -> None:
+    runs = [_run(4.0, 4.0, 20.0, 10.0), _run(6.0, 3.0, 10.0, 5.0), _run(5.0, 5.0, 40.0, 20.0)]
+    report = bench.combine_reports(runs)
+    assert report["repeats"] == 3
+    assert report["answer_p50_s"] == 5.0
+    assert report["spread"]["answer_p50_s"] == {"min": 4.0, "median": 5.0, "max": 6.0}
+    assert report["spread"]["ingest_pages_per_s"] == {"min": 5.0, "median": 10.0, "max": 20.0}
+    assert report["ingest_pages_per_s"] == 10.0
+    # the ratio of each run comes from that run's own Folio and raw figures, side by side
+    assert [r["overhead_ratio"] for r in report["runs"]] == [1.0, 2.0, 1.0]
+    assert [r["decode_tokens_per_s"] for r in report["runs"]] == [20.0, 10.0, 40.0]
+    raw_decode = 40 / (3.0 - 0.5)  # run 2: raw total 3 s, first token at 0.5 s
+    assert report["runs"][1]["decode_ratio"] == pytest.approx(10.0 / raw_decode, abs=1e-3)
+    # the median ratio is the median of the runs' ratios, not a ratio of medians
+    assert report["overhead_ratio"] == 1.0
+    assert report["spread"]["answer_breakdown_p50_s"]["generation"]["max"] == 4.5
+    assert report["targets_met"]["overhead <= 1.05x raw llama.cpp"] is True
+    text = bench.format_report(report)
+    assert "median (min-max) of 3 runs" in text
+    assert "5.0 (4.0-6.0) s" in text
+    assert "run 2: Folio/raw 2.0 x (6.0 s vs 3.0 s)" in text
 
 
 def test_rates_ignore_answers_without_generation() -> None:
@@ -109,7 +161,7 @@ def test_rates_ignore_answers_without_generation() -> None:
 def test_the_command_is_registered_with_its_defaults() -> None:
     args = _parser().parse_args(["bench", "--json"])
     assert args.handler is bench._handle
-    assert (args.limit, args.concurrency, args.users) == (12, 20, 5)
+    assert (args.limit, args.concurrency, args.users, args.repeat) == (12, 20, 5, 3)
 
 
 def test_missing_inputs_are_named(tmp_path: Path, clean_env: None) -> None:

@@ -40,7 +40,7 @@ def test_bench_reports_every_figure(
     code = main([
         "--data-dir", str(tmp_path / "data"), "bench", "--json",
         "--docs", str(docs), "--questions", str(questions),
-        "--limit", "2", "--concurrency", "3", "--users", "2",
+        "--limit", "2", "--concurrency", "3", "--users", "2", "--repeat", "2",
     ])
     out = capsys.readouterr().out
     assert code == 0
@@ -51,6 +51,15 @@ def test_bench_reports_every_figure(
             assert value.endswith(".gguf")
         elif key == "machine":
             assert value["cores"] >= 1 and value["cpu_model"]
+            assert value["embedder"]["identity"] and value["llama_cpp_system_info"]
+        elif key == "spread":
+            for figures in (value["answer_p50_s"], value["ingest_pages_per_s"]):
+                assert 0 < figures["min"] <= figures["median"] <= figures["max"]
+        elif key == "runs":
+            assert [run["run"] for run in value] == [1, 2]
+            assert all(run["overhead_ratio"] > 0 and run["decode_ratio"] > 0 for run in value)
+        elif key == "repeats":
+            assert value == 2
         else:
             assert isinstance(value, int | float) and value > 0, (key, value)
     assert report["ingest_pages"] == 3
