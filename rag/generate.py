@@ -114,18 +114,7 @@ def extra_buffer_types(enabled: bool) -> Iterator[None]:
     """
     from llama_cpp import llama_cpp as native
 
-    defaults = native.llama_model_default_params
-    if not hasattr(defaults(), "use_extra_bufts"):
-        raise ConfigError(
-            "This llama-cpp-python has no use_extra_bufts model parameter, so Folio cannot keep "
-            "weights out of the AMX buffer; install llama-cpp-python 0.3.16 or newer."
-        )
-
-    def chosen() -> Any:
-        params = defaults()
-        params.use_extra_bufts = enabled
-        return params
-
+    defaults, chosen = _defaults_with_extra_buffers(enabled)
     with _PARAMS_LOCK:
         native.llama_model_default_params = chosen
         try:
@@ -138,18 +127,26 @@ def disable_extra_buffer_types_for_process() -> None:
     """For a process that only serves a model (llama_cpp.server): every load, no extra buffers."""
     from llama_cpp import llama_cpp as native
 
-    defaults = native.llama_model_default_params
+    native.llama_model_default_params = _defaults_with_extra_buffers(False)[1]
 
-    def without_extra() -> Any:
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
 
+def _defaults_with_extra_buffers(enabled: bool) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """llama-cpp-python's model defaults, and the same defaults with `use_extra_bufts` set."""
+    from llama_cpp import llama_cpp as native
+
+    defaults: Callable[[], Any] = native.llama_model_default_params
     if not hasattr(defaults(), "use_extra_bufts"):
         raise ConfigError(
-            "This llama-cpp-python has no use_extra_bufts model parameter; install 0.3.16 or newer."
+            "This llama-cpp-python has no use_extra_bufts model parameter, so Folio cannot keep "
+            "weights out of the AMX buffer; install llama-cpp-python 0.3.16 or newer."
         )
-    native.llama_model_default_params = without_extra
+
+    def chosen() -> Any:
+        params = defaults()
+        params.use_extra_bufts = enabled
+        return params
+
+    return defaults, chosen
 
 
 class LlamaCppGenerator:
