@@ -76,6 +76,7 @@ class EngineOptions:
     min_support: float = 0.5
     relevance_margin: float = 0.3
     composition: CompositionLimits = field(default_factory=CompositionLimits)
+    evidence_passages: int = 10
 
 
 class Lazy(Generic[T]):
@@ -481,9 +482,11 @@ class RagEngine:
             on_progress(AnswerProgress("searching"))
         standalone = standalone_question(question, history)
         query = standalone.query
-        passages = self._retrieve_for(standalone, collection)
+        # Sentences are chosen from more passages than are shown as the closest pages.
+        shown = options.retrieval.top_k
+        passages = self._retrieve_for(standalone, collection, max(shown, options.evidence_passages))
         model = generator.name if generator is not None else "the documents' own sentences"
-        answer = Answer("", [], passages, abstained=True, model=model, timings=timings)
+        answer = Answer("", [], passages[:shown], abstained=True, model=model, timings=timings)
 
         def finish(reason: str = "") -> Answer:
             if reason:
@@ -527,7 +530,7 @@ class RagEngine:
         # else (measured: most wrong pages cited were such pages), so it is not cited.
         relevance = page_relevance(evidence)
 
-        parts = compose(question, evidence, page_text, options.composition)
+        parts = compose(question, evidence, page_text, options.composition, query)
         if generator is None:
             self._use_parts(answer, question, parts, collection)
             return finish()
@@ -574,12 +577,13 @@ class RagEngine:
         self._use_parts(answer, question, written, collection)
         return finish()
 
-    def _retrieve_for(self, standalone: Standalone, collection: str) -> list[Passage]:
-        """Passages for the standalone question; a follow-up keeps to the documents the
-        conversation was about when they have matching passages."""
-        top_k = self._options.retrieval.top_k
+    def _retrieve_for(
+        self, standalone: Standalone, collection: str, top_k: int
+    ) -> list[Passage]:
+        """The best `top_k` passages for the standalone question; a follow-up keeps to the
+        documents the conversation was about when they have matching passages."""
         if not standalone.documents:
-            return self.retrieve(standalone.query, collection=collection)
+            return self.retrieve(standalone.query, collection=collection, top_k=top_k)
         wider = self.retrieve(standalone.query, collection=collection, top_k=2 * top_k)
         preferred = [p for p in wider if p.document in standalone.documents]
         others = [p for p in wider if p.document not in standalone.documents]
@@ -872,6 +876,7 @@ def build_engine(
         evidence_sentences=settings.retrieval.evidence_sentences,
         abstain_on_unknown_terms=settings.retrieval.abstain_on_unknown_terms,
         relevance_margin=settings.retrieval.relevance_margin,
+        evidence_passages=settings.retrieval.evidence_passages,
         answer_mode=settings.generator.answer_mode,
         composition=CompositionLimits(**settings.answer.model_dump()),
         prompt=PromptLimits(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.cite import ground_sentences, numbers_in, strictly_supported
+from rag.cite import content_words, ground_sentences, numbers_in, strictly_supported
 from rag.compose import (
     CompositionLimits,
     choose_evidence,
@@ -82,6 +82,26 @@ def test_retrieval_rank_decides_between_pages_with_close_sentences() -> None:
     assert lead.passage.page == 4  # 1.45 - 0 beats 1.50 - 0.4
     assert choose_evidence(evidence, "lookup", CompositionLimits(rank_weight=0.0))[0] \
         .passage.page == 9
+
+
+def test_a_page_holding_more_of_the_question_or_found_more_often_is_preferred() -> None:
+    evidence = [
+        item("The history of the simulator begins in 2006 at the university.", "manual.pdf", 9,
+             1.50, rank=0),
+        item("Press F7 to run one step at a time.", "manual.pdf", 4, 1.40, rank=1),
+    ]
+    by_sentence = CompositionLimits(rank_weight=0.0, coverage_weight=0.0, passage_weight=0.0)
+    assert choose_evidence(evidence, "lookup", by_sentence)[0].passage.page == 9
+    # Page 4's passage holds every word of "breakpoint program step", page 9's none of them.
+    words = content_words("breakpoint program step")
+    by_coverage = CompositionLimits(rank_weight=0.0, coverage_weight=0.5, passage_weight=0.0)
+    assert choose_evidence(evidence, "lookup", by_coverage, words)[0].passage.page == 4
+    assert choose_evidence(evidence, "lookup", by_coverage)[0].passage.page == 9
+    # Two retrieved passages of page 4 against one of page 9.
+    twice = [*evidence, item("Press F5 to run the program.", "manual.pdf", 4, 1.0, rank=2)]
+    by_passages = CompositionLimits(rank_weight=0.0, coverage_weight=0.0, passage_weight=0.2)
+    assert choose_evidence(twice, "lookup", by_passages)[0].passage.page == 4
+    assert choose_evidence(evidence, "lookup", by_passages)[0].passage.page == 9
 
 
 def test_near_repeats_and_weak_sentences_are_left_out_and_the_count_is_capped() -> None:
