@@ -41,6 +41,9 @@ _WHY = re.compile(
 # numbers ("[12]", "[3, 4]"), which would read like Folio's page citations.
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,80}>")
 _REFERENCE = re.compile(r"\s?\[\d+(?:\s*[,–-]\s*\d+)*\]")
+# The next item's enumerator ("b.", "(2)") that sentence splitting leaves at the end of a list
+# item: it belongs to text that is not shown. A number with a full stop ("is 5.") is a fact.
+_TRAILING_ENUMERATOR = re.compile(r"(?<=[.;:])\s+(?:[a-h]\.|\([a-z0-9]{1,2}\))$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,8 @@ def question_kind(question: str) -> QuestionKind:
 def display_text(sentence: str) -> str:
     """A document sentence as shown: without markup or bracketed reference numbers."""
     text = _REFERENCE.sub("", _TAG.sub(" ", sentence))
-    return re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+", " ", text).strip()
+    return _TRAILING_ENUMERATOR.sub("", text)
 
 
 def page_scores(

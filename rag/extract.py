@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rag.chunk import split_sentences
 from rag.cite import content_words
 from rag.embed import Embedder
-from rag.normalize import FUNCTION_WORDS
+from rag.normalize import FUNCTION_WORDS, normalize_for_match
 from rag.types import Passage
 
 MIN_SENTENCE_WORDS = 5
@@ -77,8 +77,26 @@ def rank_evidence(
         if wants_number and states_a_number(sentence):
             score += number_bonus
         ranked.append(Evidence(passage, sentence, score))
+    ranked = _merge_fragments(ranked)
     ranked.sort(key=lambda e: e.score, reverse=True)
     return ranked
+
+
+def _merge_fragments(ranked: list[Evidence]) -> list[Evidence]:
+    """A sentence that is part of another candidate is dropped, and the whole sentence scores
+    at least as well as its part did: a chunk that starts inside a sentence holds its tail
+    ("of the PLIC core and will be serviced..."), which would otherwise be quoted beside the
+    whole sentence from the neighbouring chunk, or instead of it."""
+    texts = [normalize_for_match(item.sentence) for item in ranked]
+    best = [item.score for item in ranked]
+    fragment = [False] * len(ranked)
+    for index, text in enumerate(texts):
+        for other, whole in enumerate(texts):
+            if len(whole) > len(text) and text in whole:
+                fragment[index] = True
+                best[other] = max(best[other], ranked[index].score)
+    return [replace(item, score=best[index])
+            for index, item in enumerate(ranked) if not fragment[index]]
 
 
 _QUANTITY_QUESTION = re.compile(

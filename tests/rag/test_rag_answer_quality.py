@@ -46,6 +46,20 @@ class SameVectorEmbedder:
         return np.full(self.dimension, 0.5, dtype=np.float32)
 
 
+class TailCloserEmbedder(SameVectorEmbedder):
+    """The query's vector equals `tail`'s; every other text is orthogonal to it."""
+
+    def __init__(self, tail: str) -> None:
+        self._tail = tail
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return np.array([[1.0, 0, 0, 0] if t == self._tail else [0, 1.0, 0, 0] for t in texts],
+                        dtype=np.float32)
+
+    def embed_query(self, text: str) -> Vectors:
+        return np.array([1.0, 0, 0, 0], dtype=np.float32)
+
+
 def passage(text: str, page: int = 1, document: str = "paper.pdf", chunk_id: int = 1) -> Passage:
     return Passage(chunk_id=chunk_id, document=document, page=page, text=text, score=1.0)
 
@@ -161,6 +175,28 @@ def test_figure_labels_are_not_evidence() -> None:
     assert [e.sentence for e in ranked] == [
         "The route planner reads the tide gauge to time each departure."
     ]
+
+
+def test_the_tail_of_a_sentence_cut_by_a_chunk_boundary_is_not_quoted_beside_the_whole() -> None:
+    whole = ("If the source deasserts the interrupt, the request remains pending in the core and "
+             "will be serviced by a handler.")
+    tail = "remains pending in the core and will be serviced by a handler."
+    passages = [passage(tail, chunk_id=1), passage(f"The gateway forwards requests. {whole}",
+                                                   chunk_id=2)]
+    ranked = rank_evidence("What happens to a deasserted interrupt request?", passages,
+                           SameVectorEmbedder())
+    assert [e.sentence for e in ranked if "handler" in e.sentence] == [whole]
+    # ... and the whole sentence keeps the tail's score when the tail matched the question better.
+    tail_first = rank_evidence("Is the request serviced by a handler?", passages,
+                               TailCloserEmbedder(tail))
+    alone_tail = rank_evidence("Is the request serviced by a handler?", passages[:1],
+                               TailCloserEmbedder(tail))
+    whole_item = next(e for e in tail_first if e.sentence == whole)
+    assert whole_item.score == pytest.approx(alone_tail[0].score)
+    # Alone, the tail is still evidence: it is left out only beside the sentence it came from.
+    alone = rank_evidence("What happens to a deasserted interrupt request?", passages[:1],
+                          SameVectorEmbedder())
+    assert [e.sentence for e in alone] == [tail]
 
 
 # --- citations stay on pages that answer the question ------------------------------------------

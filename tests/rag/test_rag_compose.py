@@ -155,6 +155,19 @@ def test_display_text_drops_markup_and_bracketed_reference_numbers() -> None:
     assert display_text("No markup here.") == "No markup here."
 
 
+@pytest.mark.parametrize(
+    ("sentence", "shown"),
+    [
+        ("Serious illness of the member. b.", "Serious illness of the member."),
+        ("Weight tickets are required: (2)", "Weight tickets are required:"),
+        ("The limit is 5.", "The limit is 5."),  # a number is a fact, not an enumerator
+        ("Use vitamin c.", "Use vitamin c."),  # a letter inside the sentence stays
+    ],
+)
+def test_the_next_items_enumerator_is_not_shown(sentence: str, shown: str) -> None:
+    assert display_text(sentence) == shown
+
+
 def test_strict_support_needs_every_content_word_and_number() -> None:
     source = "Each interrupt source has a priority register at offset 0x000004; 1,188 sources."
     assert strictly_supported("Each interrupt source has a priority register.", source)
