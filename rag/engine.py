@@ -38,6 +38,7 @@ from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
 from rag.prompt import PromptBuilder, PromptLimits, sanitize
 from rag.reembed import reconcile_embedder
 from rag.retrieve import HybridRetriever, RetrievalParams
+from rag.sentence_vectors import SentenceVectors
 from rag.store import DocumentStore, question_terms
 from rag.types import (
     Answer,
@@ -129,6 +130,7 @@ class RagEngine:
         self._index = Lazy(lambda: FaissIndex(index_dir, self._embedder.get().dimension))
         self._options = options
         self._vocabulary = Lazy(lambda: _vocabulary_of(self._embedder.get()))
+        self._sentence_vectors = Lazy(lambda: SentenceVectors(self._embedder.get()))
         self._reconciled: set[str] = set()  # collections whose embedder was checked
         # Retrieval, evidence ranking, ingest and forget take turns (the embedder's tokenizer is
         # not thread-safe, and a search must not see half an ingest); generation, the slow
@@ -505,7 +507,8 @@ class RagEngine:
             else []
         )
         with self._state:
-            evidence = rank_evidence(query, passages, embedder)
+            evidence = rank_evidence(query, passages, embedder,
+                                     embed_sentences=self._sentence_vectors.get().embed)
         timings.retrieval = time.perf_counter() - started
         if unknown:
             return finish(f"the collection never mentions {', '.join(unknown)}")

@@ -9,14 +9,14 @@ added after a generated answer that leaves out what the best sentence says.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rag.chunk import split_sentences
 from rag.cite import content_words
-from rag.embed import Embedder
+from rag.embed import Embedder, Vectors
 from rag.normalize import FUNCTION_WORDS, normalize_for_match
 from rag.types import Passage
 
@@ -44,10 +44,12 @@ def rank_evidence(
     *,
     keyword_weight: float = 1.5,
     number_bonus: float = NUMBER_BONUS,
+    embed_sentences: Callable[[Sequence[str]], Vectors] | None = None,
 ) -> list[Evidence]:
     """Every sentence of the passages, best first (distinct sentences only, figure labels left
     out). Score: cosine similarity to the question + keyword overlap, plus `number_bonus` for
-    a sentence stating a number when the question asks for a quantity."""
+    a sentence stating a number when the question asks for a quantity. `embed_sentences`
+    (default: the embedder's document vectors) may remember vectors between questions."""
     candidates: list[tuple[Passage, str]] = []
     seen: set[str] = set()
     for passage in passages:
@@ -62,7 +64,7 @@ def rank_evidence(
     if not candidates:
         return []
     query = embedder.embed_query(question)
-    vectors = embedder.embed_documents([sentence for _, sentence in candidates])
+    vectors = (embed_sentences or embedder.embed_documents)([s for _, s in candidates])
     similarities = vectors @ query
     question_words = content_words(question)
     wants_number = asks_for_a_number(question)
