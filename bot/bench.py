@@ -364,7 +364,8 @@ def _status_kb(key: str) -> int | None:
 
 def ingest_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
     """Cold ingest into an empty collection, then embedding alone on the stored chunk texts."""
-    from rag.engine import EMBED_BATCH, build_engine
+    from rag.factory import build_engine
+    from rag.ingest import EMBED_BATCH
 
     with MemoryWatch() as memory:
         engine = build_engine(settings)
@@ -400,7 +401,7 @@ def ingest_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
 
 def serve_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
     """Ready time, retrieval latency, then answers through the real BotCore and worker."""
-    from rag.engine import build_engine
+    from rag.factory import build_engine
     from rag.prompt import PromptBuilder
 
     with MemoryWatch() as memory:

@@ -207,7 +207,7 @@ def _quiet_vendor_output() -> None:
 
 
 def _engine(settings: Settings) -> Any:
-    from rag.engine import build_engine
+    from rag.factory import build_engine
 
     return build_engine(settings)
 

@@ -198,7 +198,7 @@ def run_eval(
 ) -> list[Scored]:
     """Ingest `docs` (into a fresh temporary data dir unless a collection is given), then answer."""
     from bot.cli import answer_record
-    from rag.engine import build_engine
+    from rag.factory import build_engine
 
     temporary = None
     if collection is None:
