@@ -21,12 +21,9 @@ from rag.retrieve import RetrievalParams
 from rag.store import DocumentStore
 
 
-def build_engine(
-    settings: Settings, *, generator: Callable[[], Generator] | None = None
-) -> RagEngine:
-    """Construct the engine from settings (models load on first use). `generator` replaces the
-    configured generation back end (another model runner, or a test's)."""
-    options = EngineOptions(
+def engine_options(settings: Settings) -> EngineOptions:
+    """The engine's tuning from settings (the bench builds prompts with the same limits)."""
+    return EngineOptions(
         chunk_words=settings.chunking.target_words,
         chunk_overlap=settings.chunking.overlap_words,
         retrieval=RetrievalParams(
@@ -66,6 +63,14 @@ def build_engine(
             ),
         ),
     )
+
+
+def build_engine(
+    settings: Settings, *, generator: Callable[[], Generator] | None = None
+) -> RagEngine:
+    """Construct the engine from settings (models load on first use). `generator` replaces the
+    configured generation back end (another model runner, or a test's)."""
+    options = engine_options(settings)
     embedding = settings.embedding
     generation = settings.generator
 

@@ -53,7 +53,6 @@ def safe_document_name(name: str) -> str:
     return base[:120] or "document.pdf"
 
 
-
 class IngestPipeline:
     """Adds and removes documents of the engine's store and index.
 
@@ -291,7 +290,6 @@ class Prepared:
     error: str
     duplicate_of: DocumentInfo | None = None
     data: bytes = field(default=b"", repr=False)  # the file itself, kept as the original
-
 
 
 def _embedding_text(chunk: Chunk) -> str:
