@@ -17,8 +17,9 @@ import pdfs
 import pytest
 
 from config.settings import Settings
-from rag.engine import RagEngine, build_engine
+from rag.engine import RagEngine
 from rag.errors import GenerationCancelled, NotFoundError
+from rag.factory import build_engine
 from rag.index import FaissIndex, index_file
 from rag.normalize import normalize_for_match
 from rag.store import DocumentStore
