@@ -93,12 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["data_dir"] = args.data_dir
     if args.log_level is not None:
         overrides["log_level"] = args.log_level
+    command = args.command or "run"
+    if args.collection and command in ("run", "chat"):
+        overrides["default_collection"] = args.collection  # the terminal chat's collection
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:
         print(f"folio: {exc}", file=sys.stderr)
         return 2
-    command = args.command or "run"
     setup_logging(settings, interactive=command in ("run", "chat"))
     collection = args.collection or settings.default_collection
     try:
