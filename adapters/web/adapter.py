@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from adapters.base import StreamLimits
 from adapters.web.live import LiveJobs
 from bot.history import HistoryEntry
 from bot.jobs import Accepted, Job
@@ -131,6 +132,8 @@ def ingest_event(report: IngestReport) -> dict[str, Any]:
 
 class WebAdapter:
     """The web page: serves HTTP on `options.host:port` and answers the core's calls for its jobs."""
+
+    limits = StreamLimits()  # the page streams at the core's pace, without a length limit
 
     def __init__(self, core: WebCore, options: WebOptions) -> None:
         self._core = core
