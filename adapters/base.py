@@ -8,8 +8,12 @@ attachment: platform file links expire). It never calls the RAG engine. The core
                 → exactly one of post_answer / post_ingest_report / post_notice / post_error
 
 Calls for one job never overlap. `stream_partial` carries the whole answer so far (not a delta):
-edit one message in place. The final call replaces that message with the finished reply (use
-`bot.render` to render and split it under the platform's limit). A job recovered after a restart
+edit one message in place. The core owns the only throttle: it calls `post_status`,
+`stream_partial` and `post_ingest_progress` at most once per the adapter's declared
+`limits.edit_interval_s` (keeping a slot free so the final call never waits) and cuts partial text
+to `limits.message_limit`; an adapter posts and edits what it is given, when it is given it.
+The final call replaces that message with the finished reply (use `bot.render` to render and
+split it under the platform's limit). A job recovered after a restart
 may get its final call without an `acknowledge` in this process: find the place to answer from
 `job.reply_to`. So once an adapter has posted a message for a job (the "Queued…" status it then
 edits), it stores that message's reference in the job (`RemembersReplies.remember_reply`); a
@@ -21,10 +25,20 @@ An exception raised by a method is logged by the core and does not stop the job.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.jobs import Attachment, Job
 from rag.types import Answer, IngestReport
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """How a platform's messages may grow: the least time between two edits of one message
+    (None: the core's `queue.edit_interval_s`) and the longest message (None: no limit)."""
+
+    edit_interval_s: float | None = None
+    message_limit: int | None = None
 
 
 class Adapter(Protocol):
@@ -33,6 +47,11 @@ class Adapter(Protocol):
     @property
     def platform(self) -> str:
         """The `Job.platform` this adapter answers ("discord", "slack", "console", ...)."""
+        ...
+
+    @property
+    def limits(self) -> StreamLimits:
+        """The platform's edit interval and message limit, which the core's throttle keeps to."""
         ...
 
     async def acknowledge(self, job: Job, position: int, eta_s: float) -> None:

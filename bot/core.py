@@ -166,7 +166,7 @@ class BotCore:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if isinstance(self._queue, RedisJobQueue):
+        if self._queue is not None:
             await self._queue.close()
         if self._db is not None:
             await self._db.close()

@@ -124,12 +124,14 @@ class JobRunner:
     async def process(self, running: Running) -> None:
         job = running.job
         adapter = self._adapters[job.platform]
-        # A platform may stream faster than the default (the terminal has no rate limit).
-        interval = getattr(adapter, "edit_interval_s", None)
+        limits = adapter.limits  # the platform's own pace; else the core's default
         relay = ProgressRelay(
             adapter,
             job,
-            interval_s=self._edit_interval if interval is None else float(interval),
+            interval_s=(
+                self._edit_interval if limits.edit_interval_s is None else limits.edit_interval_s
+            ),
+            message_limit=limits.message_limit,
             acknowledged=self._acks.pop(job.id, None),
         )
         relay.start()

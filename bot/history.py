@@ -1,9 +1,9 @@
 """Conversation history: every question with its answer, citations, timings and platform ids.
 
-Rows are written by the queue in the same transaction that marks the job finished (see
-`insert_record`), so a job is never answered without a history row, nor logged twice. The worker
-reads the last turns of a conversation for follow-ups; users list their own questions; the CLI
-exports everything as JSONL.
+Rows are written only by `insert_record`, which both queues call in the transaction that marks
+the job finished (the SQLite queue's, or this node's own once Redis decided), so a job is never
+answered without a history row, nor logged twice. The worker reads the last turns of a
+conversation for follow-ups; users list their own questions; the CLI exports everything as JSONL.
 """
 
 from __future__ import annotations
@@ -130,8 +130,27 @@ def build_record(
     )
 
 
-async def insert_record(db: aiosqlite.Connection, record: HistoryRecord) -> None:
-    """Insert inside the caller's transaction (the one that marks the job finished)."""
+async def insert_record(
+    db: aiosqlite.Connection, record: HistoryRecord, *, stub_key: str | None = None
+) -> None:
+    """Insert inside the caller's transaction (the one that marks the job finished).
+
+    The one place history rows are written, by both queues. `stub_key`: the job lives in
+    another queue (Redis), so first the `jobs` row the row's foreign key needs, under that
+    idempotency key, with no attachment and no result (so nothing here ever redelivers it).
+    """
+    if stub_key is not None:
+        await db.execute(
+            "INSERT INTO jobs (id, kind, status, platform, collection, channel, thread,"
+            " user_id, message_id, text, reply_to, idempotency_key, created_at,"
+            " finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.job_id, record.kind, record.status, record.platform, record.collection,
+                record.channel, record.thread, record.user_id, record.message_id,
+                record.question, record.reply_to, stub_key, record.asked_at,
+                record.answered_at, record.error,
+            ),
+        )
     row = asdict(record)
     columns = ", ".join(row)
     marks = ", ".join("?" for _ in row)

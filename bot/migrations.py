@@ -160,6 +160,7 @@ class BotDatabase:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
         self._lock = asyncio.Lock()
+        self.commits = 0  # write transactions committed (each one an fsync with FULL)
 
     @classmethod
     async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> BotDatabase:
@@ -191,6 +192,7 @@ class BotDatabase:
                 await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
+            self.commits += 1
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:

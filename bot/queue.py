@@ -7,11 +7,14 @@ each user's own jobs run first-in first-out. Another back end (Redis) implements
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -34,6 +37,7 @@ from bot.migrations import BotDatabase
 logger = logging.getLogger(__name__)
 
 UserKey = tuple[str, str]  # (platform, user)
+DELIVERED_FLUSH_S = 1.0  # a sent reply is recorded with the next write, or after this long
 
 
 class JobQueue(Protocol):
@@ -87,7 +91,9 @@ class JobQueue(Protocol):
         """Finished jobs whose outcome was stored but not confirmed delivered (crash in between)."""
         ...
 
-    async def mark_delivered(self, job_id: int) -> None: ...
+    async def mark_delivered(self, job_id: int) -> None:
+        """The job's reply was sent (recorded at once, or with the queue's next write)."""
+        ...
 
     async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> bool:
         """Merge `updates` into the job's stored `reply_to` (for example the id of the status
@@ -102,6 +108,10 @@ class JobQueue(Protocol):
     async def active(self) -> list[tuple[Job, int]]:
         """Every running job (position 0) then every pending one with its position in the fair
         order (1 = next), for a page that shows the queue. A snapshot, not a reservation."""
+        ...
+
+    async def close(self) -> None:
+        """Write what is still held in memory and let go of the back end (at stop)."""
         ...
 
 
@@ -158,16 +168,53 @@ def _row_to_job(row: aiosqlite.Row, *, with_attachment: bool) -> Job:
 
 
 class SqliteJobQueue:
-    """`JobQueue` on the bot's SQLite file; every write is one `BEGIN IMMEDIATE` transaction."""
+    """`JobQueue` on the bot's SQLite file; every write is one `BEGIN IMMEDIATE` transaction.
+
+    A sent reply costs no write of its own while questions keep coming: "delivered" is recorded
+    in the next transaction (a claim, a completion, a new job), or after DELIVERED_FLUSH_S when
+    nothing else writes. A crash in that second repeats the reply once (it edits the same
+    message); it is never lost.
+    """
 
     def __init__(self, db: BotDatabase, *, max_pending: int, max_pending_per_user: int) -> None:
         self._db = db
         self._max_pending = max_pending
         self._max_per_user = max_pending_per_user
+        self._delivered: dict[int, float] = {}  # sent, not yet recorded: job id -> when
+        self._flush: asyncio.Task[None] | None = None
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction that also records the replies sent since the last one."""
+        marks = dict(self._delivered)
+        async with self._db.transaction() as db:
+            yield db
+            if marks:
+                await db.executemany(
+                    "UPDATE jobs SET delivered_at = ? WHERE id = ?",
+                    [(at, job_id) for job_id, at in marks.items()],
+                )
+        for job_id in marks:  # committed
+            self._delivered.pop(job_id, None)
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(DELIVERED_FLUSH_S)
+        if self._delivered:
+            async with self._writing():
+                pass
+
+    async def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush
+        if self._delivered:
+            async with self._writing():
+                pass
 
     async def put(self, job: Job) -> Placement:
         now = time.time()
-        async with self._db.transaction() as db:
+        async with self._writing() as db:
             async with db.execute(
                 "SELECT id FROM jobs WHERE platform = ? AND idempotency_key = ?",
                 (job.platform, job.idempotency_key),
@@ -218,7 +265,7 @@ class SqliteJobQueue:
     async def claim(self, platforms: Collection[str]) -> Job | None:
         if not platforms:
             return None
-        async with self._db.transaction() as db:
+        async with self._writing() as db:
             order = fair_order(await self._pending(db, platforms), await self._last_seq(db))
             if not order:
                 return None
@@ -260,7 +307,7 @@ class SqliteJobQueue:
         record: HistoryRecord | None,
     ) -> bool:
         error = getattr(outcome, "message", "")
-        async with self._db.transaction() as db:
+        async with self._writing() as db:
             cur = await db.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, result = ?, error = ?,"
                 " attachment = NULL WHERE id = ? AND status = ?",
@@ -281,7 +328,7 @@ class SqliteJobQueue:
         return True
 
     async def requeue(self, job_id: int, *, crashed: bool = False) -> None:
-        async with self._db.transaction() as db:
+        async with self._writing() as db:
             await db.execute(
                 "UPDATE jobs SET status = 'pending', started_at = NULL, crashes = crashes + ?"
                 " WHERE id = ? AND status = 'running'",
@@ -289,7 +336,7 @@ class SqliteJobQueue:
             )
 
     async def recover(self) -> list[int]:
-        async with self._db.transaction() as db:
+        async with self._writing() as db:
             async with db.execute("SELECT id FROM jobs WHERE status = 'running'") as cur:
                 ids = [row["id"] for row in await cur.fetchall()]
             await db.execute(
@@ -338,17 +385,18 @@ class SqliteJobQueue:
         ) as cur:
             rows = await cur.fetchall()
         return [
-            (_row_to_job(r, with_attachment=False), outcome_from_json(r["result"])) for r in rows
+            (_row_to_job(r, with_attachment=False), outcome_from_json(r["result"]))
+            for r in rows
+            if r["id"] not in self._delivered  # sent; the mark is on its way
         ]
 
     async def mark_delivered(self, job_id: int) -> None:
-        async with self._db.transaction() as db:
-            await db.execute(
-                "UPDATE jobs SET delivered_at = ? WHERE id = ?", (time.time(), job_id)
-            )
+        self._delivered[job_id] = time.time()
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._flush_soon(), name="folio-delivered")
 
     async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> bool:
-        async with self._db.transaction() as db:
+        async with self._writing() as db:
             async with db.execute("SELECT reply_to FROM jobs WHERE id = ?", (job_id,)) as cur:
                 row = await cur.fetchone()
             if row is None:

@@ -1,7 +1,12 @@
-"""Streaming one job's progress to its platform message, at most one edit per interval.
+"""Streaming one job's progress to its platform message: the only throttle on its edits.
 
 The engine thread reports progress through `loop.call_soon_threadsafe`; the relay keeps only the
-newest state and a pump task sends it when the interval allows.
+newest state and a pump task sends it when the platform's edit interval allows. Adapters declare
+that interval and their message limit (`adapters.base.StreamLimits`) and just post and edit.
+
+The final reply never waits for an edit slot: partial edits keep one slot free in every
+`FINAL_EDIT_WINDOW` intervals (at most FINAL_EDIT_WINDOW - 1 edits in that span; Discord's own
+limit is 5 per 5 s), so the message's last edit goes as soon as the engine is done.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from rag.types import AnswerProgress
 
 logger = logging.getLogger(__name__)
 
-FINAL_EDIT_WINDOW = 5  # the final edit may come early if fewer edits than this in as many intervals
+FINAL_EDIT_WINDOW = 5  # partial edits leave the final reply a slot in this many intervals
+_ELLIPSIS = " …"
 
 
 class ProgressRelay:
@@ -38,18 +44,21 @@ class ProgressRelay:
         job: Job,
         *,
         interval_s: float,
+        message_limit: int | None = None,
         acknowledged: asyncio.Future[None] | None = None,
         ack_timeout_s: float = 10.0,
     ) -> None:
         self._adapter = adapter
         self._job = job
         self._interval = interval_s
+        self._limit = message_limit
         self._acknowledged = acknowledged
         self._ack_timeout = ack_timeout_s
         self._latest: tuple[str, tuple[Any, ...]] | None = None
         self._sent: tuple[str, tuple[Any, ...]] | None = None
-        self._next_edit_at = 0.0
-        self._recent_edits: deque[float] = deque(maxlen=FINAL_EDIT_WINDOW)
+        self._last_edit = float("-inf")
+        # the latest partial edits: never FINAL_EDIT_WINDOW of them in that many intervals
+        self._recent_edits: deque[float] = deque(maxlen=FINAL_EDIT_WINDOW - 1)
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -61,7 +70,7 @@ class ProgressRelay:
         if progress.stage == "searching":
             self._set("post_status", STATUS_SEARCHING)
         elif progress.partial_text.strip():
-            self._set("stream_partial", progress.partial_text)
+            self._set("stream_partial", self._fit(progress.partial_text))
         else:
             self._set("post_status", STATUS_WRITING)
 
@@ -78,18 +87,31 @@ class ProgressRelay:
             await asyncio.wait({self._acknowledged}, timeout=self._ack_timeout)
             self._acknowledged = None
 
+    def _fit(self, text: str) -> str:
+        """The partial text cut to the platform's message limit (the final reply is split)."""
+        if self._limit is None or len(text) <= self._limit:
+            return text
+        return text[: self._limit - len(_ELLIPSIS)].rstrip() + _ELLIPSIS
+
+    def _next_edit_at(self, *, first_words: bool) -> float:
+        """When the next edit may go: an interval after the last one (the first words replace
+        a status line at once), and never so that the final reply would have to wait."""
+        at = float("-inf") if first_words else self._last_edit + self._interval
+        edits = self._recent_edits
+        if edits.maxlen and len(edits) == edits.maxlen:
+            at = max(at, edits[0] + FINAL_EDIT_WINDOW * self._interval)
+        return at
+
     async def _pump(self) -> None:
         await self.wait_acknowledged()
         while True:
             await self._changed.wait()
             if self._closing.is_set():
                 return
-            delay = self._next_edit_at - time.monotonic()
             first_words = self._latest is not None and self._latest[0] == "stream_partial" and (
                 self._sent is None or self._sent[0] != "stream_partial"
             )
-            if first_words:
-                delay = 0  # the first words replace a status line at once (one extra edit, once)
+            delay = self._next_edit_at(first_words=first_words) - time.monotonic()
             if delay > 0:  # rate limit, not synchronisation: wait out the interval or the close
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), delay)
@@ -107,28 +129,16 @@ class ProgressRelay:
                 logger.exception(
                     "job %s: %s failed on %s", self._job.id, method, self._job.platform
                 )
-            now = time.monotonic()
-            self._next_edit_at = now + self._interval
-            self._recent_edits.append(now)
+            self._last_edit = time.monotonic()
+            self._recent_edits.append(self._last_edit)
 
     async def finish(self) -> None:
-        """Stop streaming, then wait until the final reply may be sent without breaking the rate.
-
-        Partial edits keep to one per interval. The final one is the message's last, so it may
-        come sooner, as long as the message got fewer than `FINAL_EDIT_WINDOW` edits in that
-        many intervals (Discord's own limit is 5 per 5 s): the answer is not held back for
-        up to an interval after the model is done.
-        """
+        """Stop streaming; the final reply may go at once (a slot was kept free for it)."""
         self._closing.set()
         self._changed.set()
         if self._task is not None:
             await self._task
         await self.wait_acknowledged()
-        edits = self._recent_edits
-        if len(edits) == FINAL_EDIT_WINDOW:
-            delay = edits[0] + FINAL_EDIT_WINDOW * self._interval - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
 
     def abort(self) -> None:
         if self._task is not None:

@@ -53,8 +53,8 @@ class SlackSettings(BaseModel):
     edit_interval_s: float = Field(
         default=1.0,
         ge=0.0,
-        description="Least time between two edits of a streamed answer, on top of the core's "
-        "queue.edit_interval_s (Slack allows about one message update per second per channel).",
+        description="Least time between two edits of a streamed answer in Slack, kept by the "
+        "core's throttle (Slack allows about one message update per second per channel).",
     )
     message_limit: int = Field(
         default=3000, ge=200, le=40000, description="Split replies longer than this."

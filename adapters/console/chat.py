@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from adapters.base import StreamLimits
 from bot.errors import FolioError
 from bot.history import HistoryEntry
 from bot.jobs import Accepted, Attachment, Job, JobKind
@@ -92,7 +93,7 @@ class _LineReader:
 class ConsoleChat:
     """The terminal adapter: reads questions, prints statuses and streams answers."""
 
-    edit_interval_s = 0.05  # a terminal has no rate limit: stream nearly token by token
+    limits = StreamLimits(edit_interval_s=0.05)  # no rate limit: stream nearly word by word
 
     def __init__(
         self,

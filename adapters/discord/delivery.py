@@ -4,32 +4,36 @@ A job carries, in `reply_to`, what is needed to answer it even after a restart: 
 thread), the user message to reply to, and (stored as soon as it is posted) the job's own message.
 While the process lives, the job's `StreamingReply` (over a channel or a live interaction) is kept
 here, so the acknowledgement, the statuses, the partial answer and the final answer are one
-message that grows by throttled edits. A process without that stream (after a restart, or another
-node of a shared queue) edits the stored message through the channel (interaction tokens are per
-process and short-lived), and posts a new one only if it is gone.
+message that grows by edits (the core's throttle decides when). A process without that stream
+(after a restart, or another node of a shared queue) edits the stored message through the
+channel (interaction tokens are per process and short-lived), and posts a new one only if it is
+gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-import discord
-
-from adapters.base import RemembersReplies
+from adapters.base import RemembersReplies, StreamLimits
 from adapters.discord import format as fmt
-from adapters.discord.outlets import ChannelOutlet, Outlet
-from adapters.discord.stream import StreamingReply
+from adapters.discord.stream import MESSAGE_LIMIT, StreamingReply
 from adapters.retry import retry_transient
 from bot.jobs import Job
+from bot.render import render_ingest_progress
 from rag.types import Answer, IngestReport
 
+if TYPE_CHECKING:  # discord.py loads when the adapter starts, not when this module is imported
+    import discord
+
+    from adapters.discord.outlets import ChannelOutlet, Outlet
+
 log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +76,24 @@ class _JobReply:
 
 
 class DiscordDelivery:
-    """Turns the core's calls about a job into Discord messages and edits."""
+    """The core's calls about a job (`adapters.base.Adapter`) as Discord messages and edits.
 
-    def __init__(
-        self,
-        client: discord.Client,
-        *,
-        edit_interval_s: float,
-        replies: RemembersReplies,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._client = client
+    `DiscordAdapter` is this plus the Gateway's lifecycle: the client is there once it started.
+    """
+
+    platform = PLATFORM
+
+    def __init__(self, *, replies: RemembersReplies, edit_interval_s: float) -> None:
         self._replies = replies
-        self._interval = edit_interval_s
-        self._clock = clock
+        self.limits = StreamLimits(edit_interval_s=edit_interval_s, message_limit=MESSAGE_LIMIT)
+        self._client: discord.Client | None = None
         self._jobs: dict[str, _JobReply] = {}
+
+    @property
+    def client(self) -> discord.Client:
+        if self._client is None:
+            raise RuntimeError("DiscordAdapter.start() has not been called")
+        return self._client
 
     # ---- registration (by the event handlers, before the job is submitted) --------------------
 
@@ -101,9 +108,7 @@ class DiscordDelivery:
     def _new_stream(
         self, outlet: Outlet, existing: discord.PartialMessage | None = None
     ) -> StreamingReply:
-        return StreamingReply(
-            outlet, interval_s=self._interval, clock=self._clock, existing=existing
-        )
+        return StreamingReply(outlet, existing=existing)
 
     def _reply(self, job: Job) -> _JobReply:
         reply = self._jobs.get(job.idempotency_key)
@@ -111,7 +116,7 @@ class DiscordDelivery:
             target = ReplyTo.from_dict(job.reply_to)
             existing = None
             if target.message_id:  # edit the message posted for it before
-                where = self._client.get_partial_messageable(
+                where = self.client.get_partial_messageable(
                     target.message_channel_id or target.channel_id
                 )
                 existing = where.get_partial_message(target.message_id)
@@ -121,7 +126,9 @@ class DiscordDelivery:
         return reply
 
     def _outlet_from(self, target: ReplyTo) -> ChannelOutlet:
-        channel = self._client.get_partial_messageable(target.channel_id)
+        from adapters.discord.outlets import ChannelOutlet
+
+        channel = self.client.get_partial_messageable(target.channel_id)
         reference: discord.PartialMessage | None = None
         if target.reply_to_message_id:
             reference = channel.get_partial_message(target.reply_to_message_id)
@@ -134,6 +141,8 @@ class DiscordDelivery:
         message = reply.stream.message
         if message is None or not job.id or message.id == reply.stored_id:
             return
+        import discord
+
         if isinstance(message, discord.Message) and message.flags.ephemeral:
             return
         reply.stored_id = message.id  # once: a failure is not retried at every edit
@@ -145,37 +154,37 @@ class DiscordDelivery:
         except Exception as exc:
             log.warning("job %s: could not store its Discord message (%s)", job.id, exc)
 
-    # ---- what the core tells us --------------------------------------------------------------
+    # ---- adapters.base.Adapter: what the core tells us ---------------------------------------
 
     async def acknowledge(self, job: Job, position: int, eta_s: float) -> None:
-        await self.status(job, fmt.queued_line(position, eta_s))
+        await self.post_status(job, fmt.queued_line(position, eta_s))
 
-    async def status(self, job: Job, text: str) -> None:
-        reply = self._reply(job)
-        async with reply.lock:
-            await reply.stream.show(fmt.status_line(text), force=True)
-            await self._remember(job, reply)
+    async def post_status(self, job: Job, text: str) -> None:
+        await self._show(job, fmt.status_line(text))
 
-    async def partial(self, job: Job, text: str) -> None:
-        """The answer so far; edits are throttled, so most calls change nothing."""
-        reply = self._reply(job)
-        if reply.lock.locked():  # an edit is in flight; a later call will carry newer text
-            return
-        async with reply.lock:
-            await reply.stream.show(fmt.no_previews(text) + " …")
-            await self._remember(job, reply)
+    async def stream_partial(self, job: Job, text: str) -> None:
+        await self._show(job, fmt.no_previews(text) + " …")
 
-    async def answer(self, job: Job, answer: Answer) -> None:
+    async def post_ingest_progress(self, job: Job, name: str, done: int, total: int) -> None:
+        await self.post_status(job, render_ingest_progress(name, done, total))
+
+    async def post_answer(self, job: Job, answer: Answer) -> None:
         await self.final(job, fmt.answer_messages(answer))
 
-    async def ingest_report(self, job: Job, report: IngestReport) -> None:
+    async def post_ingest_report(self, job: Job, report: IngestReport) -> None:
         await self.final(job, fmt.ingest_messages(report))
 
-    async def notice(self, job: Job, text: str) -> None:
+    async def post_notice(self, job: Job, text: str) -> None:
         await self.final(job, fmt.messages(text))
 
-    async def error(self, job: Job, message: str) -> None:
+    async def post_error(self, job: Job, message: str) -> None:
         await self.final(job, fmt.messages(message))
+
+    async def _show(self, job: Job, text: str) -> None:
+        reply = self._reply(job)
+        async with reply.lock:  # the handlers' first post and the core's calls never interleave
+            await reply.stream.show(text)
+            await self._remember(job, reply)
 
     async def final(self, job: Job, pieces: Sequence[str]) -> None:
         """The finished reply; retried through 429s and 5xx (see `adapters.retry`)."""
@@ -195,6 +204,9 @@ class DiscordDelivery:
 
 def transient_error(exc: BaseException) -> bool:
     """Worth trying again later: rate limited, Discord's servers failing, or the network."""
+    import aiohttp
+    import discord
+
     if isinstance(exc, discord.HTTPException):
         return exc.status == 429 or exc.status >= 500
     return isinstance(exc, discord.RateLimited | OSError | TimeoutError | aiohttp.ClientError)

@@ -365,7 +365,7 @@ class DiscordHandlers:
             await self._core.submit(job)  # the core then calls `acknowledge` and the rest
         except Exception as exc:
             message = user_message(exc, context=f"submit {job.idempotency_key}")
-            await self._delivery.error(job, message)
+            await self._delivery.post_error(job, message)
 
     @staticmethod
     async def _say(outlet: Outlet, fetch: Any, render: Any) -> None:

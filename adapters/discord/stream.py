@@ -1,15 +1,16 @@
-"""One answer that grows by edits: posted once, edited at most every `interval_s` seconds while the
-answer is written (Discord rate-limits edits per channel), then replaced by the final text, whose
-overflow goes out as further messages."""
+"""One answer that grows by edits: posted once, edited as the core's throttle asks (it keeps to
+Discord's rate of edits per channel), then replaced by the final text, whose overflow goes out as
+further messages."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import discord
+if TYPE_CHECKING:
+    import discord
 
-from adapters.discord.outlets import Outlet, Sent
+    from adapters.discord.outlets import Outlet, Sent
 
 MESSAGE_LIMIT = 2000
 _ELLIPSIS = " …"
@@ -20,33 +21,25 @@ class StreamingReply:
         self,
         outlet: Outlet,
         *,
-        interval_s: float,
-        clock: Callable[[], float] = time.monotonic,
         limit: int = MESSAGE_LIMIT,
         existing: discord.PartialMessage | None = None,
     ) -> None:
         self.outlet = outlet
-        self._interval = interval_s
-        self._clock = clock
         self._limit = limit
         # `existing`: the job's message posted by an earlier process, known only by its ids
         self.message: Sent | discord.PartialMessage | None = existing
-        self._last_edit = float("-inf")
         self._last_text = ""
         self._overflow_sent = 0  # pieces after the first already sent by `finish`
 
-    async def show(self, text: str, *, force: bool = False) -> bool:
-        """Post or edit to `text` (cut to one message); False if skipped by the throttle."""
+    async def show(self, text: str) -> bool:
+        """Post or edit to `text` (cut to one message); False if it is what is shown already."""
         text = self._fit(text)
         if self.message is None:
             self.message = await self.outlet.send(text)
-        elif text == self._last_text or (
-            not force and self._clock() - self._last_edit < self._interval
-        ):
+        elif text == self._last_text:
             return False
         else:
             self.message = await self.outlet.edit(self.message, text)
-        self._last_edit = self._clock()
         self._last_text = text
         return True
 
@@ -55,7 +48,7 @@ class StreamingReply:
 
         Safe to call again after a failure: what was already sent is not sent twice."""
         first, *rest = [p for p in pieces if p.strip()] or ["…"]
-        await self.show(first, force=True)
+        await self.show(first)
         for piece in rest[self._overflow_sent :]:
             await self.outlet.send(piece)
             self._overflow_sent += 1

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from pydantic import SecretStr
 
+from adapters.base import StreamLimits
 from adapters.slack.admin import AdminCheck
 from adapters.slack.delivery import SlackDelivery
 from adapters.slack.files import FileRejected, SlackFile, download_pdf
@@ -93,6 +94,7 @@ class SlackAdapter:
             )
         self._core = core
         self.settings = settings
+        self.limits = StreamLimits(settings.edit_interval_s, settings.message_limit)
         self._bot_token = bot_token
         self._app_token = app_token
         self._signing_secret = signing_secret
@@ -132,9 +134,7 @@ class SlackAdapter:
         log.info("Slack: connected as %s to %s", auth.get("user"), auth.get("team"))
 
         outbox = SlackOutbox(self._client, self._webhook, message_limit=self.settings.message_limit)
-        self._delivery = SlackDelivery(
-            outbox, edit_interval_s=self.settings.edit_interval_s, replies=self._core
-        )
+        self._delivery = SlackDelivery(outbox, replies=self._core)
         listeners = SlackListeners(
             core=self._core,
             settings=self.settings,

@@ -64,11 +64,8 @@ class ReplyTo:
 
 
 class SlackDelivery:
-    def __init__(
-        self, outbox: SlackOutbox, *, edit_interval_s: float, replies: RemembersReplies
-    ) -> None:
+    def __init__(self, outbox: SlackOutbox, *, replies: RemembersReplies) -> None:
         self._outbox = outbox
-        self._interval = edit_interval_s
         self._replies = replies
         self._streams: dict[tuple[str, int | str], StreamingMessage] = {}
         self._response_urls: dict[str, ResponseUrl] = {}
@@ -98,16 +95,15 @@ class SlackDelivery:
                 self._outbox,
                 job.channel,
                 thread_ts=reply.thread_ts or None,
-                interval_s=self._interval,
                 existing_ts=reply.message_ts or None,
                 existing_channel=reply.message_channel or None,
             )
             self._streams[key] = stream
         return stream
 
-    async def _show(self, job: Job, text: str, *, force: bool = False) -> None:
+    async def _show(self, job: Job, text: str) -> None:
         stream = self._stream(job)
-        await stream.show(text, force=force)
+        await stream.show(text)
         await self._remember(job, stream)
 
     async def _remember(self, job: Job, stream: StreamingMessage) -> None:
@@ -136,13 +132,13 @@ class SlackDelivery:
         if job.kind == JobKind.FORGET or self._quiet(job) or self._key(job) in self._streams:
             return  # (if a stream exists, the worker has already started on the job)
         await self._show(
-            job, fmt.with_header(self._header(job), fmt.queued(position, eta_s)), force=True
+            job, fmt.with_header(self._header(job), fmt.queued(position, eta_s))
         )
 
     async def status(self, job: Job, text: str) -> None:
         if self._quiet(job):
             return
-        await self._show(job, fmt.with_header(self._header(job), f"_{escape(text)}_"), force=True)
+        await self._show(job, fmt.with_header(self._header(job), f"_{escape(text)}_"))
 
     async def partial(self, job: Job, text: str) -> None:
         if self._quiet(job):

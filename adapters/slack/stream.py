@@ -1,12 +1,10 @@
-"""One answer message that grows by edits: posted once, edited at most every `interval_s` seconds
-while the answer is written (chat.update is rate limited per channel), then replaced by the final
-text, whose overflow goes into the thread as further messages."""
+"""One answer message that grows by edits: posted once, edited as the core's throttle asks (it
+keeps to chat.update's rate limit per channel), then replaced by the final text, whose overflow
+goes into the thread as further messages."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 from adapters.slack.mrkdwn import split_message
 from adapters.slack.outbox import Posted, SlackOutbox
@@ -19,19 +17,14 @@ class StreamingMessage:
         channel: str,
         *,
         thread_ts: str | None,
-        interval_s: float,
         existing_ts: str | None = None,
         existing_channel: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outbox = outbox
         self.channel = channel
         self.thread_ts = thread_ts
-        self._interval = interval_s
-        self._clock = clock
         self.posted = Posted(existing_channel or channel, existing_ts) if existing_ts else None
         self.stored_ts = existing_ts  # the message the job's stored `reply_to` names
-        self._last_edit = float("-inf")
         self._last_text = ""
         self._overflow_sent = 0  # pieces after the first already posted by `finish`
         self._lock = asyncio.Lock()  # the worker's edits and the listener's first post can race
@@ -40,25 +33,21 @@ class StreamingMessage:
     def ts(self) -> str | None:
         return self.posted.ts if self.posted else None
 
-    async def show(self, text: str, *, force: bool = False) -> bool:
-        """Post or edit to `text` (cut to one message); False if skipped by the throttle."""
+    async def show(self, text: str) -> bool:
+        """Post or edit to `text` (cut to one message); False if it is what is shown already."""
         async with self._lock:
-            return await self._show(self._fit(text), force)
+            return await self._show(self._fit(text))
 
-    async def _show(self, text: str, force: bool) -> bool:
+    async def _show(self, text: str) -> bool:
         if self.posted is None:
             self.posted = await self._outbox.post(self.channel, text, thread_ts=self.thread_ts)
-            self._last_edit = self._clock()
             self._last_text = text
             return True
         if text == self._last_text:
             return False
-        if not force and self._clock() - self._last_edit < self._interval:
-            return False
         if not await self._try_update(self.posted, text):
             # deleted (by someone, or before a restart): carry on in a new message
             self.posted = await self._outbox.post(self.channel, text, thread_ts=self.thread_ts)
-        self._last_edit = self._clock()
         self._last_text = text
         return True
 

@@ -9,12 +9,15 @@ the engine.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from adapters.base import StreamLimits
 from adapters.web.live import LiveJobs
+from bot.errors import FolioError
 from bot.history import HistoryEntry
 from bot.jobs import Accepted, Job
 from bot.render import ABSTAIN_TEXT, SHORTENED_MARK, format_eta, render_ingest_progress
@@ -132,6 +135,8 @@ def ingest_event(report: IngestReport) -> dict[str, Any]:
 class WebAdapter:
     """The web page: serves HTTP on `options.host:port` and answers the core's calls for its jobs."""
 
+    limits = StreamLimits()  # the page streams at the core's pace, without a length limit
+
     def __init__(self, core: WebCore, options: WebOptions) -> None:
         self._core = core
         self.options = options
@@ -153,9 +158,13 @@ class WebAdapter:
         site = web.TCPSite(runner, self.options.host, self.options.port, reuse_address=True)
         try:
             await site.start()
-        except OSError:
+        except OSError as exc:
             await runner.cleanup()
-            raise
+            raise FolioError(
+                f"cannot listen on {self.options.host}:{self.options.port} "
+                f"({exc.strerror or exc}); set FOLIO_WEB__PORT to another port, or "
+                "FOLIO_WEB__ENABLED=false"
+            ) from exc
         self._runner = runner
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
@@ -164,6 +173,7 @@ class WebAdapter:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}/"
         logger.info("web page at %s", self.url)
+        print(f"Folio web page: {self.url}", file=sys.stderr, flush=True)
         if not self.options.loopback and not self.options.admin_token:
             logger.warning("the web page is reachable from other machines and "
                            "FOLIO_WEB_ADMIN_TOKEN is not set: nobody can add or forget "

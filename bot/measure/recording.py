@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from adapters.base import StreamLimits
 from bot.jobs import Job, JobKind
 from bot.measure.plan import BenchPlan
 
@@ -85,6 +86,7 @@ class RecordingAdapter:
     """An `adapters.base.Adapter` that records when each call arrives instead of posting."""
 
     platform = PLATFORM
+    limits = StreamLimits()  # edits at the core's default pace (`queue.edit_interval_s`)
 
     def __init__(self) -> None:
         self.traces: dict[str, Trace] = {}

@@ -370,28 +370,13 @@ class RedisJobQueue:
         return await self._scripts[script](args=[self._config.prefix, *args])
 
     async def _write_local(self, job_id: int, record: HistoryRecord | None) -> None:
-        """This node's history row, with the stub `jobs` row its foreign key needs.
-
-        The stub has no attachment and no result (delivery is tracked in Redis, and a later
-        switch back to the SQLite queue must not redeliver it); its key names the Redis job.
-        """
+        """This node's history row (delivery is tracked in Redis; the stub `jobs` row the
+        history row needs names the Redis job, so a switch back to SQLite never redelivers it)."""
         if record is None:
             return
         try:
             async with self._db.transaction() as db:
-                await db.execute(
-                    "INSERT INTO jobs (id, kind, status, platform, collection, channel, thread,"
-                    " user_id, message_id, text, reply_to, idempotency_key, created_at,"
-                    " finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        job_id, record.kind, record.status, record.platform, record.collection,
-                        record.channel, record.thread, record.user_id, record.message_id,
-                        record.question, record.reply_to,
-                        f"redis:{self._config.prefix}:{job_id}", record.asked_at,
-                        record.answered_at, record.error,
-                    ),
-                )
-                await insert_record(db, record)
+                await insert_record(db, record, stub_key=f"redis:{self._config.prefix}:{job_id}")
         except Exception:
             logger.exception("job %s: finished, but this node could not log it in its history",
                              job_id)

@@ -21,6 +21,7 @@ sys.path[:0] = [str(_HERE.parents[1]), str(_HERE)]
 
 from fakes import FakeEngine, make_job  # noqa: E402
 
+from adapters.base import StreamLimits  # noqa: E402
 from bot.core import BotCore, CoreOptions  # noqa: E402
 from bot.errors import DuplicateJobError  # noqa: E402
 from bot.jobs import Job  # noqa: E402
@@ -31,6 +32,7 @@ class FileAdapter:
     """Every call becomes one JSON line in the output file (flushed: it must survive SIGKILL)."""
 
     platform = "file"
+    limits = StreamLimits()
 
     def __init__(self, path: Path) -> None:
         self._file = path.open("a", encoding="utf-8")

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from adapters.base import StreamLimits
 from bot.errors import GenerationCancelled, NotFoundError
 from bot.jobs import Job, JobKind
 from rag.types import (
@@ -178,6 +179,8 @@ FINAL_KINDS = ("post_answer", "post_ingest_report", "post_notice", "post_error")
 
 class RecordingAdapter:
     """An `Adapter` that records every call, and lets tests await what they expect to see."""
+
+    limits = StreamLimits()  # the core's edit interval (each test's CoreOptions)
 
     def __init__(self, platform: str) -> None:
         self.platform = platform

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes import FakeEngine, RecordingAdapter, StartCore, make_job
@@ -315,6 +316,35 @@ async def test_the_final_answer_is_not_held_back_for_the_next_edit_slot(
     assert len(edits) <= FINAL_EDIT_WINDOW  # a short answer: few edits
     # Done writing a moment after its first words: the final follows at once, not 2 s later.
     assert final.at - edits[0].at < 1.0
+
+
+async def test_a_long_stream_keeps_a_slot_free_so_the_final_reply_never_waits(
+    start_core: StartCore,
+) -> None:
+    returned: list[float] = []
+
+    class StampedEngine(FakeEngine):
+        def answer(self, question: str, **kwargs: Any) -> Answer:
+            answer = super().answer(question, **kwargs)
+            returned.append(time.monotonic())
+            return answer
+
+    engine = StampedEngine(token_delay_s=0.02)
+    engine.enqueue(" ".join(f"w{i}" for i in range(90)))  # ~1.8 s of writing
+    adapter = RecordingAdapter("alpha")
+    interval = 0.2
+    core = await start_core(engine, adapter, edit_interval_s=interval)
+    job = await core.submit(make_job("alpha", "ann"))
+    final = await adapter.wait_final(job.job_id)
+    relayed = [e.at for e in adapter.for_job(job.job_id) if e.kind != "acknowledge"][:-1]
+    assert len(relayed) > FINAL_EDIT_WINDOW  # the stream used up the platform's edits
+    # Never FINAL_EDIT_WINDOW streamed edits within that many intervals: one slot stays free...
+    span = FINAL_EDIT_WINDOW * interval - 0.01
+    for first, last in zip(relayed, relayed[FINAL_EDIT_WINDOW - 1 :], strict=False):
+        assert last - first >= span
+    # ...so the final reply follows the engine without waiting for an edit slot (before, it
+    # waited until five intervals after the fifth-last edit: up to one interval).
+    assert final.at - returned[0] < interval
 
 
 async def test_status_flows_from_queued_to_searching_to_writing_to_final(

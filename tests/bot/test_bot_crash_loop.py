@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fakes import FakeEngine, RecordingAdapter, StartCore, make_job
 
+from adapters.base import StreamLimits
 from bot.errors import GeneratorCrashed
 from bot.migrations import BotDatabase
 from bot.queue import SqliteJobQueue
@@ -82,7 +83,7 @@ class BrokenAdapter(RecordingAdapter):
     """An adapter with a bug the worker trips over before the engine runs."""
 
     @property
-    def edit_interval_s(self) -> float:
+    def limits(self) -> StreamLimits:
         raise ZeroDivisionError("a bug in an adapter")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections import Counter
 from dataclasses import replace
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from bot.jobs import JobStatus, NoticeOutcome
 from bot.migrations import MIGRATIONS, BotDatabase, migrate
-from bot.queue import SqliteJobQueue, fair_order
+from bot.queue import DELIVERED_FLUSH_S, SqliteJobQueue, fair_order
 
 
 def test_fair_order_is_round_robin_and_fifo_per_user() -> None:
@@ -128,3 +129,52 @@ async def test_remember_reply_merges_into_reply_to_for_every_later_reader(tmp_pa
     [(undelivered, _)] = await restarted.undelivered(["slack"])
     assert dict(undelivered.reply_to) == expected
     await reopened.close()
+
+
+def delivered(path: Path) -> list[tuple[int, bool]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT id, delivered_at IS NOT NULL FROM jobs ORDER BY id").fetchall()
+
+
+async def answered(path: Path, *users: str) -> tuple[BotDatabase, SqliteJobQueue, list[int]]:
+    """A queue whose jobs (one per user) have all run and finished, none marked delivered."""
+    db = await BotDatabase.open(path)
+    queue = SqliteJobQueue(db, max_pending=10, max_pending_per_user=10)
+    ids = [(await queue.put(make_job("slack", user))).job.id for user in users]
+    for job_id in ids:
+        assert (await queue.claim(["slack"])) is not None
+        assert await queue.complete(job_id, JobStatus.DONE, NoticeOutcome("done"), None)
+    return db, queue, ids
+
+
+async def test_a_sent_reply_is_recorded_with_the_next_write_not_a_write_of_its_own(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.sqlite"
+    db, queue, [first] = await answered(path, "ann")
+    second = (await queue.put(make_job("slack", "bob"))).job
+    before = db.commits
+    await queue.mark_delivered(first)
+    assert db.commits == before  # no write of its own...
+    assert await queue.undelivered(["slack"]) == []  # ...and not sent again meanwhile
+    assert (await queue.claim(["slack"])) is not None  # the next write carries it
+    assert db.commits == before + 1
+    assert delivered(path) == [(first, True), (second.id, False)]
+    await queue.close()
+    await db.close()
+
+
+async def test_a_sent_reply_is_recorded_soon_when_nothing_else_writes_and_at_close(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.sqlite"
+    db, queue, ids = await answered(path, "ann", "bob")
+    await queue.mark_delivered(ids[0])
+    deadline = asyncio.get_running_loop().time() + DELIVERED_FLUSH_S + 5
+    while delivered(path)[0] != (ids[0], True):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    await queue.mark_delivered(ids[1])
+    await queue.close()  # stopping writes what is held
+    assert delivered(path) == [(ids[0], True), (ids[1], True)]
+    await db.close()

@@ -160,7 +160,7 @@ async def test_slack_http_mode_with_env_tokens_never_logs_them(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from bot.app import _build_adapters, configured_platforms
+    from bot.app import build_adapters, configured_platforms
 
     fake = FakeSlack()
     await fake.start()
@@ -178,7 +178,7 @@ async def test_slack_http_mode_with_env_tokens_never_logs_them(
     settings = load_settings(data_dir=tmp_path / "data")
     assert configured_platforms(settings) == ["discord", "slack"]  # control: tokens were read
     core = BotCore.from_settings(settings, FakeEngine())
-    [adapter] = _build_adapters(settings, core, ["slack"])  # the composition root's own wiring
+    [adapter] = build_adapters(settings, core, ["slack"])  # the composition root's own wiring
     core.register(adapter)
     try:
         await core.start()

@@ -17,7 +17,7 @@ for _path in (_ROOT / "tests" / "bot", _ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from discord_harness import TOKEN, Bot, ManualClock, StartBot, assert_no_mentions_anywhere  # noqa: E402
+from discord_harness import TOKEN, Bot, StartBot, assert_no_mentions_anywhere  # noqa: E402
 from fake_discord import FakeDiscord  # noqa: E402
 from fake_discord_core import FakeCore  # noqa: E402
 
@@ -51,15 +51,12 @@ async def start_bot(fake_discord: FakeDiscord) -> AsyncIterator[StartBot]:
 
     async def start(settings: DiscordSettings | None = None, **options: Any) -> Bot:
         core = FakeCore()
-        clock = ManualClock()
-        adapter = DiscordAdapter(
-            core, settings or DiscordSettings(**options), token=TOKEN, clock=clock
-        )
+        adapter = DiscordAdapter(core, settings or DiscordSettings(**options), token=TOKEN)
         core.adapter = adapter
         guild = fake_discord.add_guild()
         await adapter.start()
         await asyncio.wait_for(fake_discord.ready.wait(), 5)
-        bot = Bot(fake_discord, core, adapter, clock, guild, fake_discord.text_channel(guild))
+        bot = Bot(fake_discord, core, adapter, guild, fake_discord.text_channel(guild))
         started.append(bot)
         return bot
 

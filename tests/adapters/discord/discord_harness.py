@@ -18,24 +18,12 @@ Json = dict[str, Any]
 
 
 @dataclass
-class ManualClock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass
 class Bot:
     """A started DiscordAdapter on the fake Discord, with one guild and a few people."""
 
     fake: FakeDiscord
     core: FakeCore
     adapter: DiscordAdapter
-    clock: ManualClock
     guild: Json
     channel: Json
     alice: Json = field(init=False)

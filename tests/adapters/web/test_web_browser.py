@@ -52,7 +52,7 @@ async def _shoot(page: Any, name: str, tmp: Path) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
     """The composition root's web adapter over the real engine, with the guide indexed."""
-    from bot.app import _build_adapters
+    from bot.app import build_adapters
     from bot.core import BotCore
     from config.settings import load_settings
     from rag.factory import build_engine
@@ -73,7 +73,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[s
     report = engine.ingest_bytes("harbour-guide.pdf", make_pdf(GUIDE_PAGES), collection="default")
     assert report.outcomes[0].status == "added", report
     core = BotCore.from_settings(settings, engine)
-    [adapter] = _build_adapters(settings, core, ["web"])
+    [adapter] = build_adapters(settings, core, ["web"])
     core.register(adapter)
     await core.start()
     await adapter.start()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import _build_adapters
+from bot.app import build_adapters
 from config.errors import ConfigError
 from config.settings import load_settings
 
@@ -87,7 +87,7 @@ async def test_a_taken_port_costs_the_page_not_the_bot(
 ) -> None:
     from fakes import FakeEngine
 
-    from bot.app import _start_web
+    from bot.app import start_beside
     from bot.core import BotCore
 
     with socket.socket() as taken:
@@ -96,8 +96,8 @@ async def test_a_taken_port_costs_the_page_not_the_bot(
         monkeypatch.setenv("FOLIO_WEB__PORT", str(taken.getsockname()[1]))
         settings = load_settings(data_dir=tmp_path)
         core = BotCore.from_settings(settings, FakeEngine())
-        [adapter] = _build_adapters(settings, core, ["web"])
-        assert await _start_web(adapter) is False
+        [adapter] = build_adapters(settings, core, ["web"])
+        assert await start_beside(adapter, "web page") is False
     assert any("web page not started" in r.getMessage() for r in caplog.records)
 
 
