@@ -373,7 +373,7 @@ def ingest_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
             embedder = engine.embedder  # loaded here, so the ingest time is documents only
             load_s = time.perf_counter() - started
             report = engine.ingest_paths([plan.docs], collection=plan.collection)
-            store = engine._store
+            store = engine.store
             ids = store.chunk_ids(plan.collection)
             stored = store.chunks(ids)
             texts = [stored[i].text for i in ids if i in stored]

@@ -26,7 +26,7 @@ from concurrent.futures import Executor
 from typing import Any, Literal, TypeVar
 
 from adapters.base import Adapter
-from bot.errors import FolioError, GenerationCancelled, GeneratorCrashed, GeneratorUnavailable
+from bot.errors import FolioError, GenerationCancelled, GeneratorCrashed, ServiceUnavailable
 from bot.history import History, build_record
 from bot.jobs import (
     AnswerOutcome,
@@ -220,7 +220,7 @@ class _CrashRetry(Exception):
 class _Retry(Exception):
     """The generation server failed transiently: the job goes back to pending after a backoff."""
 
-    def __init__(self, cause: GeneratorUnavailable) -> None:
+    def __init__(self, cause: ServiceUnavailable) -> None:
         super().__init__(cause.message)
         self.cause = cause
 
@@ -457,7 +457,7 @@ class Worker:
         await self._complete(job, status, outcome)
 
     async def _back_off(
-        self, running: _Running, adapter: Adapter, cause: GeneratorUnavailable
+        self, running: _Running, adapter: Adapter, cause: ServiceUnavailable
     ) -> bool:
         """Wait a little, then put the job back in line. False if it was cancelled meanwhile."""
         job = running.job
@@ -468,7 +468,7 @@ class Worker:
         )
         try:
             await adapter.post_status(
-                job, f"The generation server is not answering; trying again in {delay:.0f}s."
+                job, f"{cause.waiting}; trying again in {delay:.0f}s."
             )
         except Exception:
             logger.exception("job %s: post_status failed on %s", job.id, job.platform)
@@ -525,7 +525,7 @@ class Worker:
                 raise _CrashRetry(exc) from exc
             logger.error("job %s: %s (crash %d); giving up", job.id, exc.reason, job.crashes + 1)
             return JobStatus.FAILED, ErrorOutcome(exc.message)
-        except GeneratorUnavailable as exc:
+        except ServiceUnavailable as exc:  # the generation server or the database
             if running.reason == "user":
                 return self._cancelled()
             if job.attempts < MAX_ATTEMPTS:

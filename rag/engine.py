@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from config.settings import Settings
+from rag.backends import IndexFactory, open_storage
 from rag.chunk import Chunk, chunk_document, split_sentences
 from rag.cite import drop_off_topic_pages, ground_sentences, says_it_does_not_know
 from rag.compose import CompositionLimits, Part, compose, render_parts
 from rag.embed import Embedder, make_embedder
-from rag.errors import BadDocumentError, NotFoundError
+from rag.errors import BadDocumentError, DatabaseUnavailable, NotFoundError
 from rag.extract import Evidence, covers, rank_evidence
 from rag.followup import Standalone, standalone_question
 from rag.generate import Generator, LlamaCppGenerator
-from rag.index import FaissIndex
 from rag.models import default_embedding_model, default_generation_model
 from rag.normalize import FUNCTION_WORDS, strip_invisible
 from rag.ocr import OcrOptions
@@ -38,7 +38,8 @@ from rag.parse import ParsedDocument, ParseLimits, parse_pdf, sha256_of
 from rag.prompt import PromptBuilder, PromptLimits, sanitize
 from rag.reembed import reconcile_embedder
 from rag.retrieve import HybridRetriever, RetrievalParams
-from rag.store import DocumentStore, question_terms
+from rag.storage import Store, VectorIndex
+from rag.store import question_terms
 from rag.types import (
     Answer,
     AnswerProgress,
@@ -110,14 +111,15 @@ def safe_document_name(name: str) -> str:
 
 
 class RagEngine:
-    """Implements bot.ports.AnswerEngine over a SQLite store, a FAISS index and local models."""
+    """Implements bot.ports.AnswerEngine over a document store, a vector index (built from
+    `index` once the embedder's dimension is known) and local models."""
 
     def __init__(
         self,
-        store: DocumentStore,
+        store: Store,
         embedder: Callable[[], Embedder],
         generator: Callable[[], Generator],
-        index_dir: Path,
+        index: IndexFactory,
         options: EngineOptions,
         originals: OriginalFiles | None = None,
     ) -> None:
@@ -125,7 +127,7 @@ class RagEngine:
         self._originals = originals  # the PDFs as uploaded, for opening a cited page
         self._embedder = Lazy(embedder)
         self._generator = Lazy(generator)
-        self._index = Lazy(lambda: FaissIndex(index_dir, self._embedder.get().dimension))
+        self._index = Lazy(lambda: index(self._embedder.get().dimension))
         self._options = options
         self._vocabulary = Lazy(lambda: _vocabulary_of(self._embedder.get()))
         self._reconciled: set[str] = set()  # collections whose embedder was checked
@@ -150,6 +152,10 @@ class RagEngine:
     def embedder(self) -> Embedder:
         return self._embedder.get()
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
     def warm_up(self) -> float:
         """Load the models answers need and run them once; return the seconds it took. In the
         evidence mode that is the embedder alone: the generation model is never loaded."""
@@ -169,7 +175,7 @@ class RagEngine:
             if callable(close):
                 close()  # the model's child process, if it has one
 
-    def _ready_index(self, collection: str) -> FaissIndex:
+    def _ready_index(self, collection: str) -> VectorIndex:
         """The collection's vector index as of SQLite's latest document write.
 
         Another process (`folio ingest` beside the running bot, a second node) may have written
@@ -192,7 +198,7 @@ class RagEngine:
                     self._rebuild_index(index, collection, current)
         return index
 
-    def _rebuild_index(self, index: FaissIndex, collection: str, generation: int) -> None:
+    def _rebuild_index(self, index: VectorIndex, collection: str, generation: int) -> None:
         """Rebuild from SQLite's vectors (under the index lock, so no engine writes meanwhile)."""
         if self._store.chunk_ids(collection) or index.ids(collection):
             logger.info("vector index of %r is behind the database; rebuilding", collection)
@@ -402,6 +408,9 @@ class RagEngine:
                 removed, ids = self._store.put_document(
                     collection, name, prepared.sha256, parsed, chunks, matrix
                 )
+            except DatabaseUnavailable:
+                self._drop_original(collection, prepared.sha256)
+                raise  # rolled back whole; the worker tries the job again
             except (sqlite3.Error, OSError) as exc:
                 # One transaction: SQLite rolled back, the index never saw the file. A full or
                 # read-only disk is an expected fault, so one log line, not a traceback.
@@ -944,11 +953,12 @@ def build_engine(
             return IsolatedGenerator(local)
         return local()
 
+    store, index = open_storage(settings)
     return RagEngine(
-        DocumentStore(settings.documents_db),
+        store,
         embedder,
         generator or make_generator,
-        settings.index_dir,
+        index,
         options,
         OriginalFiles(settings.originals_dir),
     )

@@ -26,6 +26,7 @@ from rag.extract import (
     rank_evidence,
     states_a_number,
 )
+from rag.index import FaissIndex
 from rag.parse import PageText, ParsedDocument, ParseLimits
 from rag.prompt import PromptLimits
 from rag.retrieve import RetrievalParams
@@ -240,7 +241,10 @@ def engine_over(store: DocumentStore, tmp_path: Path) -> RagEngine:
         prompt=PromptLimits(max_passages=3, passage_tokens=600, answer_tokens=64),
         parse=ParseLimits(max_bytes=10_000_000, max_pages=10, timeout_s=10.0, memory_mb=512),
     )
-    return RagEngine(store, no_model, no_model, tmp_path, options)  # type: ignore[arg-type]
+    def index(dimension: int) -> FaissIndex:
+        return FaissIndex(tmp_path, dimension)
+
+    return RagEngine(store, no_model, no_model, index, options)  # type: ignore[arg-type]
 
 
 def test_a_name_the_answering_documents_never_mention_is_reported(

@@ -16,6 +16,7 @@ from rag.parse import PageText, ParsedDocument
 from rag.store import DocumentStore, keyword_query
 
 DIMENSION = 4
+MIGRATIONS = ["m001_text_from_images", "m002_generations", "m003_collection_embedders"]
 
 
 def put(store: DocumentStore, collection: str, name: str, pages: list[str], sha: str = "") -> None:
@@ -204,13 +205,46 @@ INSERT INTO pages VALUES (1, 1, 'The old page about the harbour.', 1);
 """
 
 
+def test_a_new_database_records_every_migration_and_has_every_table(tmp_path: Path) -> None:
+    store = DocumentStore(tmp_path / "documents.sqlite")
+    try:
+        assert store.migrations() == MIGRATIONS
+        store.set_embedder_identity("c", "hash/8/fp32")  # m003's table
+        assert store.embedder_identity("c") == "hash/8/fp32"
+        assert store.generation("c") == 0  # m002's table
+    finally:
+        store.close()
+
+
+def test_a_database_that_had_the_unrecorded_tables_gets_them_recorded(tmp_path: Path) -> None:
+    """Folio 0.1 created `generations` and `collection_embedders` at every open, unrecorded;
+    their migrations find them there and only record themselves, keeping the rows."""
+    path = tmp_path / "documents.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(_FIRST_RELEASE_SCHEMA)
+        db.executescript(
+            "CREATE TABLE generations (collection TEXT PRIMARY KEY, generation INTEGER NOT NULL);"
+            "CREATE TABLE collection_embedders (collection TEXT PRIMARY KEY, identity TEXT"
+            " NOT NULL);"
+            "INSERT INTO generations VALUES ('c', 7);"
+            "INSERT INTO collection_embedders VALUES ('c', 'old/384/fp32');"
+        )
+    store = DocumentStore(path)
+    try:
+        assert store.migrations() == MIGRATIONS
+        assert store.generation("c") == 7
+        assert store.embedder_identity("c") == "old/384/fp32"
+    finally:
+        store.close()
+
+
 def test_an_existing_database_is_upgraded_once_and_keeps_its_documents(tmp_path: Path) -> None:
     path = tmp_path / "documents.sqlite"
     with sqlite3.connect(path) as db:
         db.executescript(_FIRST_RELEASE_SCHEMA)
     store = DocumentStore(path)
     try:
-        assert store.migrations() == ["m001_text_from_images"]
+        assert store.migrations() == MIGRATIONS
         [old] = store.documents("c")
         assert (old.name, old.pages, old.pages_from_images) == ("old.pdf", 1, 0)
         assert store.page_text("c", "old.pdf", 1) == "The old page about the harbour."
@@ -219,7 +253,7 @@ def test_an_existing_database_is_upgraded_once_and_keeps_its_documents(tmp_path:
         store.close()
     again = DocumentStore(path)  # opening again applies nothing twice
     try:
-        assert again.migrations() == ["m001_text_from_images"]
+        assert again.migrations() == MIGRATIONS
     finally:
         again.close()
 

@@ -1,0 +1,650 @@
+"""The shared store: documents, pages, chunks, vectors (pgvector) and keyword search (Postgres
+full-text search) in one Postgres database that every Folio node uses. psycopg is imported only
+here.
+
+Why it is correct across nodes: a document write (put, replace, forget) is one transaction that
+first takes a transaction-level advisory lock on its collection, so writers of a collection take
+turns and every reader sees the old version or the new one, never half of either. Vectors live
+in the chunks table beside their text, so there is no derived index to fall behind: a document
+committed on one node is searchable from every node at once. Every query names its collection.
+The schema is managed by the append-only `_MIGRATIONS`, applied once per database under a
+session advisory lock, each in one transaction with the row that records it.
+
+A lost connection, a server that is away, a pool with no free connection within
+`pool_timeout_s` or a statement over `statement_timeout_s` raise `DatabaseUnavailable` (one
+line, no URL, no password), which the worker retries; the transaction is rolled back whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from config.errors import ConfigError
+from rag.chunk import Chunk
+from rag.embed import Vectors
+from rag.errors import DatabaseUnavailable
+from rag.parse import ParsedDocument
+from rag.storage import StoredChunk
+from rag.store import _for_match, _label, question_terms
+from rag.types import DocumentInfo
+
+logger = logging.getLogger(__name__)
+
+# Keys of the advisory locks: one for migrations; collections hash their name with this seed.
+_MIGRATION_LOCK = 0x466F6C696F  # "Folio"
+_COLLECTION_SEED = 0x466F
+
+# The text-search configuration: Snowball English stems words as FTS5's porter tokenizer does.
+TEXT_SEARCH = "english"
+
+# Append-only: each runs once per database, in one transaction with the row recording it.
+# Never edit or reorder one that has shipped; append a new one.
+_MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "m001_documents",
+        (
+            "CREATE EXTENSION IF NOT EXISTS vector",
+            """CREATE TABLE documents (
+                id BIGSERIAL PRIMARY KEY,
+                collection TEXT NOT NULL,
+                name TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                title TEXT NOT NULL DEFAULT '',
+                pages INTEGER NOT NULL,
+                pages_without_text INTEGER NOT NULL DEFAULT 0,
+                pages_from_images INTEGER NOT NULL DEFAULT 0,
+                parser TEXT NOT NULL DEFAULT '',
+                added_at TEXT NOT NULL,
+                UNIQUE (collection, name)
+            )""",
+            "CREATE INDEX documents_sha ON documents (collection, sha256)",
+            """CREATE TABLE pages (
+                document_id BIGINT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+                page INTEGER NOT NULL,
+                text TEXT NOT NULL,
+                has_text BOOLEAN NOT NULL,
+                image_text TEXT NOT NULL DEFAULT '',
+                scanned BOOLEAN NOT NULL DEFAULT false,
+                PRIMARY KEY (document_id, page)
+            )""",
+            # `collection` is repeated here so that searches filter chunks without a join.
+            # `embedding` has no fixed dimension: the embedder decides it (and may change).
+            """CREATE TABLE chunks (
+                id BIGSERIAL PRIMARY KEY,
+                document_id BIGINT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+                collection TEXT NOT NULL,
+                page INTEGER NOT NULL,
+                ordinal INTEGER NOT NULL,
+                text TEXT NOT NULL,
+                from_image BOOLEAN NOT NULL DEFAULT false,
+                embedding vector NOT NULL,
+                keywords tsvector NOT NULL
+            )""",
+            "CREATE INDEX chunks_document ON chunks (document_id)",
+            "CREATE INDEX chunks_collection ON chunks (collection, id)",
+            "CREATE INDEX chunks_keywords ON chunks USING gin (keywords)",
+            """CREATE TABLE generations (
+                collection TEXT PRIMARY KEY, generation BIGINT NOT NULL
+            )""",
+            """CREATE TABLE collection_embedders (
+                collection TEXT PRIMARY KEY, identity TEXT NOT NULL
+            )""",
+        ),
+    ),
+]
+_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)"""
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOptions:
+    url: str
+    pool_size: int = 4
+    connect_timeout_s: float = 5.0
+    pool_timeout_s: float = 10.0
+    statement_timeout_s: float = 30.0
+    vector_search: Literal["exact", "hnsw"] = "exact"
+    hnsw_ef_search: int = 100
+
+
+def _driver() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise ConfigError(
+            'store.backend = "postgres" needs psycopg: pip install "folio[postgres]" '
+            '(psycopg[binary,pool] and pgvector)'
+        ) from exc
+    return psycopg, psycopg_pool
+
+
+def _register_vector() -> Callable[[Any], None]:
+    try:
+        from pgvector.psycopg import register_vector
+    except ImportError as exc:
+        raise ConfigError(
+            'store.backend = "postgres" needs pgvector\'s Python package: '
+            'pip install "folio[postgres]"'
+        ) from exc
+    return register_vector
+
+
+def describe_url(url: str) -> str:
+    """host:port/database of a URL, for messages: never the user or the password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path or ''}"
+
+
+class PostgresDatabase:
+    """A connection pool with timeouts, and the schema migrations."""
+
+    def __init__(self, options: PostgresOptions) -> None:
+        psycopg, pools = _driver()
+        register_vector = _register_vector()
+        self._psycopg = psycopg
+        self._options = options
+        self.where = describe_url(options.url)
+        self._unavailable: tuple[type[BaseException], ...] = (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            pools.PoolTimeout,
+        )
+        statement_ms = int(options.statement_timeout_s * 1000)
+        self._migrate_direct()
+
+        def configure(connection: Any) -> None:
+            register_vector(connection)
+            connection.commit()  # leave the connection idle, as the pool wants it
+
+        self._pool = pools.ConnectionPool(
+            options.url,
+            min_size=1,
+            max_size=options.pool_size,
+            timeout=options.pool_timeout_s,
+            kwargs={
+                "connect_timeout": max(1, round(options.connect_timeout_s)),
+                "options": f"-c statement_timeout={statement_ms}",
+                "application_name": "folio",
+            },
+            configure=configure,
+            check=pools.ConnectionPool.check_connection,  # a server restart costs no request
+            open=False,
+            name="folio",
+        )
+        try:
+            self._pool.open(wait=True, timeout=options.connect_timeout_s + options.pool_timeout_s)
+        except self._unavailable as exc:
+            self._pool.close()
+            raise DatabaseUnavailable(self.where, _reason(exc)) from None
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A pooled connection in one transaction (committed on success, rolled back on any
+        error); a database that is away becomes `DatabaseUnavailable`."""
+        try:
+            with self._pool.connection() as connection:
+                yield connection
+        except self._unavailable as exc:
+            raise DatabaseUnavailable(self.where, _reason(exc)) from None
+
+    def _migrate_direct(self) -> None:
+        """Apply the migrations this database has not had yet, once, whoever starts first:
+        every node takes the same session advisory lock, then checks inside the lock."""
+        psycopg = self._psycopg
+        try:
+            connection = psycopg.connect(
+                self._options.url,
+                connect_timeout=max(1, round(self._options.connect_timeout_s)),
+                autocommit=True,
+                application_name="folio-migrate",
+            )
+        except self._unavailable as exc:
+            raise DatabaseUnavailable(self.where, _reason(exc)) from None
+        with connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            try:
+                connection.execute(_MIGRATIONS_TABLE)
+                for name, statements in _MIGRATIONS:
+                    with connection.transaction():
+                        done = connection.execute(
+                            "SELECT 1 FROM schema_migrations WHERE name = %s", (name,)
+                        ).fetchone()
+                        if done:
+                            continue
+                        for statement in statements:
+                            connection.execute(statement)
+                        connection.execute(
+                            "INSERT INTO schema_migrations (name) VALUES (%s)", (name,)
+                        )
+                        logger.info("database %s: applied migration %s", self.where, name)
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+
+    def migrations(self) -> list[str]:
+        with self.transaction() as db:
+            rows = db.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
+        return [r[0] for r in rows]
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a driver error, without anything that could be a URL."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"\S+://\S+", "<url>", text)[:200]
+
+
+def _array(value: Any) -> Vectors:
+    """A stored vector (pgvector's `Vector`) as float32."""
+    return np.asarray(value.to_numpy(), dtype=np.float32)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+_DOCUMENT_COLUMNS = """d.name, d.pages, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id),
+    d.sha256, d.added_at, d.pages_without_text, d.pages_from_images"""
+
+
+def _info(row: Sequence[Any]) -> DocumentInfo:
+    return DocumentInfo(row[0], int(row[1]), int(row[2]), row[3], row[4], int(row[5]), int(row[6]))
+
+
+def _any_query(terms: Sequence[str]) -> tuple[str, list[str]]:
+    """SQL for a tsquery matching any of the terms (each as a phrase, so "covid-19" stays one),
+    with its parameters: the terms are bound, never spliced into the SQL."""
+    part = f"phraseto_tsquery('{TEXT_SEARCH}', %s)"
+    return " || ".join([part] * len(terms)), list(terms)
+
+
+class PostgresStore:
+    """`rag.storage.Store` on Postgres (see the module docstring)."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
+
+    @property
+    def database(self) -> PostgresDatabase:
+        return self._db
+
+    def close(self) -> None:
+        self._db.close()
+
+    def migrations(self) -> list[str]:
+        return self._db.migrations()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self._db.transaction() as db:
+            return db.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._db.transaction() as db:
+            return list(db.execute(sql, params).fetchall())
+
+    # --- documents -------------------------------------------------------------------------
+
+    def find_by_sha(self, collection: str, sha256: str) -> DocumentInfo | None:
+        row = self._one(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents d "
+            "WHERE d.collection = %s AND d.sha256 = %s ORDER BY d.id LIMIT 1",
+            (collection, sha256),
+        )
+        return _info(row) if row else None
+
+    def document(self, collection: str, name: str) -> DocumentInfo | None:
+        row = self._one(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.collection = %s AND d.name = %s",
+            (collection, name),
+        )
+        return _info(row) if row else None
+
+    def documents(self, collection: str) -> list[DocumentInfo]:
+        rows = self._all(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.collection = %s "
+            "ORDER BY d.name",
+            (collection,),
+        )
+        return [_info(r) for r in rows]
+
+    def collections(self) -> list[str]:
+        return [r[0] for r in self._all("SELECT DISTINCT collection FROM documents")]
+
+    @staticmethod
+    def _lock_collection(db: Any, collection: str) -> None:
+        """Writers of one collection take turns (across nodes); released at commit."""
+        db.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))",
+            (collection, _COLLECTION_SEED),
+        )
+
+    @staticmethod
+    def _bump(db: Any, collection: str) -> None:
+        db.execute(
+            """INSERT INTO generations (collection, generation) VALUES (%s, 1)
+               ON CONFLICT (collection) DO UPDATE SET generation = generations.generation + 1""",
+            (collection,),
+        )
+
+    @staticmethod
+    def _delete(db: Any, collection: str, name: str) -> list[int] | None:
+        row = db.execute(
+            "SELECT id FROM documents WHERE collection = %s AND name = %s", (collection, name)
+        ).fetchone()
+        if row is None:
+            return None
+        ids = [r[0] for r in db.execute(
+            "SELECT id FROM chunks WHERE document_id = %s ORDER BY id", (row[0],)
+        ).fetchall()]
+        db.execute("DELETE FROM documents WHERE id = %s", (row[0],))  # cascades
+        return [int(i) for i in ids]
+
+    def put_document(
+        self,
+        collection: str,
+        name: str,
+        sha256: str,
+        parsed: ParsedDocument,
+        chunks: Sequence[Chunk],
+        vectors: Vectors,
+    ) -> tuple[list[int], list[int]]:
+        """Insert a document, replacing one of the same name, in one transaction."""
+        label = _label(name, parsed.title)
+        with self._db.transaction() as db:
+            self._lock_collection(db, collection)
+            removed = self._delete(db, collection, name) or []
+            self._bump(db, collection)
+            document_id = db.execute(
+                """INSERT INTO documents (collection, name, sha256, title, pages,
+                       pages_without_text, added_at, pages_from_images, parser)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                (collection, name, sha256, parsed.title, len(parsed.pages),
+                 parsed.pages_without_text, _now(), parsed.pages_from_images, parsed.parser),
+            ).fetchone()[0]
+            with db.cursor() as cursor:
+                cursor.executemany(
+                    """INSERT INTO pages (document_id, page, text, has_text, image_text, scanned)
+                       VALUES (%s, %s, %s, %s, %s, %s)""",
+                    [(document_id, p.number, p.stored_text, p.has_text, p.image_text, p.scanned)
+                     for p in parsed.pages],
+                )
+                ids: list[int] = []
+                for chunk, vector in zip(chunks, vectors, strict=True):
+                    cursor.execute(
+                        f"""INSERT INTO chunks (document_id, collection, page, ordinal, text,
+                               from_image, embedding, keywords)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s,
+                                   to_tsvector('{TEXT_SEARCH}', %s)) RETURNING id""",
+                        (document_id, collection, chunk.page, chunk.ordinal, chunk.text,
+                         chunk.from_image, np.asarray(vector, dtype=np.float32),
+                         f"{label} {chunk.text}"),
+                    )
+                    ids.append(int(cursor.fetchone()[0]))
+        return removed, ids
+
+    def delete_document(self, collection: str, name: str) -> list[int]:
+        with self._db.transaction() as db:
+            self._lock_collection(db, collection)
+            removed = self._delete(db, collection, name)
+            if removed is None:
+                return []
+            self._bump(db, collection)
+            return removed
+
+    def generation(self, collection: str) -> int:
+        row = self._one("SELECT generation FROM generations WHERE collection = %s", (collection,))
+        return int(row[0]) if row else 0
+
+    # --- chunks and pages -------------------------------------------------------------------
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        if not ids:
+            return {}
+        rows = self._all(
+            """SELECT c.id, d.name, c.page, c.text FROM chunks c
+               JOIN documents d ON d.id = c.document_id WHERE c.id = ANY(%s)""",
+            (list(ids),),
+        )
+        return {int(r[0]): StoredChunk(int(r[0]), r[1], int(r[2]), r[3]) for r in rows}
+
+    def vectors(self, ids: Sequence[int], dimension: int) -> dict[int, Vectors]:
+        if not ids:
+            return {}
+        rows = self._all("SELECT id, embedding FROM chunks WHERE id = ANY(%s)", (list(ids),))
+        return {int(r[0]): _array(r[1])[:dimension] for r in rows}
+
+    def page_text(self, collection: str, name: str, page: int) -> str | None:
+        row = self._one(
+            """SELECT p.text FROM pages p JOIN documents d ON d.id = p.document_id
+               WHERE d.collection = %s AND d.name = %s AND p.page = %s""",
+            (collection, name, page),
+        )
+        return row[0] if row else None
+
+    def quote_from_image(self, collection: str, name: str, page: int, quote: str) -> bool:
+        row = self._one(
+            """SELECT p.scanned, p.image_text FROM pages p
+               JOIN documents d ON d.id = p.document_id
+               WHERE d.collection = %s AND d.name = %s AND p.page = %s""",
+            (collection, name, page),
+        )
+        if row is None or not row[1]:
+            return False
+        if row[0]:
+            return True
+        wanted = _for_match(quote)
+        return bool(wanted) and wanted in _for_match(row[1])
+
+    def chunk_ids(self, collection: str) -> list[int]:
+        rows = self._all("SELECT id FROM chunks WHERE collection = %s ORDER BY id", (collection,))
+        return [int(r[0]) for r in rows]
+
+    def chunk_texts(self, ids: Sequence[int]) -> list[str]:
+        found = {i: c.text for i, c in self.chunks(ids).items()}
+        return [found[i] for i in ids]
+
+    def raw_vectors(self, ids: Sequence[int]) -> dict[int, bytes]:
+        if not ids:
+            return {}
+        rows = self._all("SELECT id, embedding FROM chunks WHERE id = ANY(%s)", (list(ids),))
+        return {int(r[0]): _array(r[1]).tobytes() for r in rows}
+
+    def update_vectors(self, ids: Sequence[int], vectors: Vectors) -> None:
+        with self._db.transaction() as db, db.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE chunks SET embedding = %s WHERE id = %s",
+                [(np.asarray(v, dtype=np.float32), i)
+                 for i, v in zip(ids, vectors, strict=True)],
+            )
+
+    def iter_vectors(
+        self, collection: str, dimension: int, batch: int = 4096
+    ) -> Iterator[tuple[list[int], Vectors]]:
+        last = 0
+        while True:
+            rows = self._all(
+                """SELECT id, embedding FROM chunks WHERE collection = %s AND id > %s
+                   ORDER BY id LIMIT %s""",
+                (collection, last, batch),
+            )
+            if not rows:
+                return
+            ids = [int(r[0]) for r in rows]
+            yield ids, np.stack([_array(r[1])[:dimension] for r in rows])
+            last = ids[-1]
+
+    def embedder_identity(self, collection: str) -> str | None:
+        row = self._one(
+            "SELECT identity FROM collection_embedders WHERE collection = %s", (collection,)
+        )
+        return str(row[0]) if row else None
+
+    def set_embedder_identity(self, collection: str, identity: str) -> None:
+        with self._db.transaction() as db:
+            db.execute(
+                """INSERT INTO collection_embedders (collection, identity) VALUES (%s, %s)
+                   ON CONFLICT (collection) DO UPDATE SET identity = excluded.identity""",
+                (collection, identity),
+            )
+
+    # --- keywords ---------------------------------------------------------------------------
+
+    def term_in_collection(
+        self,
+        collection: str,
+        term: str,
+        documents: Sequence[str] | None = None,
+        *,
+        prefix: bool = False,
+    ) -> bool:
+        """Whether any chunk of the collection (or of the named documents) has the term; with
+        `prefix`, any word that starts with it."""
+        terms = question_terms(term)[:32]
+        if not terms:
+            return True
+        if prefix:
+            words = [w for w in (re.sub(r"\W+", "", t) for t in terms) if w]
+            if not words:
+                return True
+            query = " || ".join([f"to_tsquery('{TEXT_SEARCH}', %s)"] * len(words))
+            params: list[Any] = [f"{w}:*" for w in words]
+        else:
+            query, params = _any_query(terms)
+        names = list(dict.fromkeys(documents or ()))
+        only = " AND d.name = ANY(%s)" if names else ""
+        row = self._one(
+            f"""SELECT 1 FROM chunks c JOIN documents d ON d.id = c.document_id
+                WHERE c.collection = %s AND c.keywords @@ ({query}){only} LIMIT 1""",
+            [collection, *params, *([names] if names else [])],
+        )
+        return row is not None
+
+    def keyword_search(self, collection: str, question: str, limit: int) -> list[int]:
+        """Chunk ids ranked by `ts_rank_cd` for the question's terms, within one collection."""
+        terms = question_terms(question)[:32]
+        if not terms:
+            return []
+        query, params = _any_query(terms)
+        rows = self._all(
+            f"""WITH q AS (SELECT ({query}) AS query)
+                SELECT c.id FROM chunks c, q
+                WHERE c.collection = %s AND c.keywords @@ q.query
+                ORDER BY ts_rank_cd(c.keywords, q.query, 1) DESC, c.id LIMIT %s""",
+            [*params, collection, limit],
+        )
+        return [int(r[0]) for r in rows]
+
+
+class PgVectorIndex:
+    """`rag.storage.VectorIndex` over the store's own `chunks.embedding` column.
+
+    Nothing is derived, so nothing can be behind: the generation is always the store's, and
+    adds and removes happened in the document's own transaction (they are no-ops here).
+    `exact` scans the collection's vectors; `hnsw` uses an HNSW index per dimension (built on
+    first use; approximate, and filtered by collection after the graph search).
+    """
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        dimension: int,
+        *,
+        mode: Literal["exact", "hnsw"] = "exact",
+        ef_search: int = 100,
+    ) -> None:
+        self._store = store
+        self._db = store.database
+        self._dimension = int(dimension)
+        self._mode = mode
+        self._ef_search = int(ef_search)
+        if mode == "hnsw":
+            self._create_hnsw()
+
+    def _create_hnsw(self) -> None:
+        d = self._dimension
+        with self._db.transaction() as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK + d,))
+            db.execute(
+                f"""CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw_{d} ON chunks
+                    USING hnsw ((embedding::vector({d})) vector_ip_ops)
+                    WHERE vector_dims(embedding) = {d}"""
+            )
+
+    def locked(self, collection: str) -> AbstractContextManager[None]:
+        return nullcontext()  # the store's write transaction takes the collection's lock
+
+    def generation(self, collection: str) -> int | None:
+        return self._store.generation(collection)
+
+    def reload(self, collection: str) -> int | None:
+        return self._store.generation(collection)
+
+    def add(
+        self, collection: str, ids: Sequence[int], vectors: Vectors, *,
+        generation: int | None = None,
+    ) -> None:
+        return None
+
+    def remove(
+        self, collection: str, ids: Sequence[int], *, generation: int | None = None
+    ) -> None:
+        return None
+
+    def replace(
+        self, collection: str, removed: Sequence[int], ids: Sequence[int], vectors: Vectors, *,
+        generation: int | None = None,
+    ) -> None:
+        return None
+
+    def search(self, collection: str, query: Vectors, limit: int) -> list[tuple[int, float]]:
+        """The `limit` chunks of the collection with the largest inner product (cosine: the
+        vectors are normalised) with the query."""
+        d = self._dimension
+        vector = np.asarray(query, dtype=np.float32).reshape(-1)
+        with self._db.transaction() as db:
+            if self._mode == "hnsw":
+                db.execute(f"SET LOCAL hnsw.ef_search = {max(self._ef_search, limit)}")
+                rows = db.execute(
+                    f"""SELECT id, -((embedding::vector({d})) <#> %s::vector({d})) FROM chunks
+                        WHERE vector_dims(embedding) = {d} AND collection = %s
+                        ORDER BY (embedding::vector({d})) <#> %s::vector({d}) LIMIT %s""",
+                    (vector, collection, vector, limit),
+                ).fetchall()
+            else:
+                db.execute("SET LOCAL enable_indexscan = off")  # never an approximate index
+                rows = db.execute(
+                    """SELECT id, -(embedding <#> %s) AS score FROM chunks WHERE collection = %s
+                       ORDER BY embedding <#> %s LIMIT %s""",
+                    (vector, collection, vector, limit),
+                ).fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def ids(self, collection: str) -> list[int]:
+        return self._store.chunk_ids(collection)
+
+    def rebuild(
+        self, collection: str, source: Iterator[tuple[list[int], Vectors]], *,
+        generation: int | None = None,
+    ) -> None:
+        return None
+
+    def ensure_consistent(
+        self, collection: str, expected_ids: Sequence[int],
+        source: Iterator[tuple[list[int], Vectors]], *, generation: int | None = None,
+    ) -> bool:
+        return False
+
