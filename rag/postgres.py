@@ -43,8 +43,9 @@ logger = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x466F6C696F  # "Folio"
 _COLLECTION_SEED = 0x466F
 
-# The text-search configuration: Snowball English stems words as FTS5's porter tokenizer does.
-TEXT_SEARCH = "english"
+# The text-search configuration (migration m001): English Snowball stemming, as FTS5's porter
+# tokenizer stems, and, like FTS5, no stop words ("not", "only" and "most" stay searchable).
+TEXT_SEARCH = "folio"
 
 # Append-only: each runs once per database, in one transaction with the row recording it.
 # Never edit or reorder one that has shipped; append a new one.
@@ -53,6 +54,10 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
         "m001_documents",
         (
             "CREATE EXTENSION IF NOT EXISTS vector",
+            "CREATE TEXT SEARCH DICTIONARY folio_stem (TEMPLATE = snowball, LANGUAGE = english)",
+            "CREATE TEXT SEARCH CONFIGURATION folio (COPY = english)",
+            """ALTER TEXT SEARCH CONFIGURATION folio ALTER MAPPING FOR asciiword, asciihword,
+                hword_asciipart, word, hword, hword_part WITH folio_stem""",
             """CREATE TABLE documents (
                 id BIGSERIAL PRIMARY KEY,
                 collection TEXT NOT NULL,

@@ -1,9 +1,10 @@
-"""The SQLite document store without models: keyword queries, FTS5 safety, scoping, deletes."""
+"""The document store without models, on SQLite and on Postgres (a real server on loopback):
+keyword queries, FTS5 safety, scoping, deletes, generations, migrations."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,14 @@ from hypothesis import strategies as st
 
 from rag.chunk import chunk_document
 from rag.parse import PageText, ParsedDocument
+from rag.storage import Store
 from rag.store import DocumentStore, keyword_query
 
 DIMENSION = 4
 MIGRATIONS = ["m001_text_from_images", "m002_generations", "m003_collection_embedders"]
 
 
-def put(store: DocumentStore, collection: str, name: str, pages: list[str], sha: str = "") -> None:
+def put(store: Store, collection: str, name: str, pages: list[str], sha: str = "") -> None:
     parsed = ParsedDocument(
         title="", pages=[PageText(i + 1, t, has_text=True) for i, t in enumerate(pages)]
     )
@@ -30,24 +32,47 @@ def put(store: DocumentStore, collection: str, name: str, pages: list[str], sha:
     )
 
 
-def texts(store: DocumentStore, ids: list[int]) -> list[str]:
+def texts(store: Store, ids: list[int]) -> list[str]:
     found = store.chunks(ids)
     return [found[i].text for i in ids]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Opens the test's database (again: another process's, or another node's, view). Every
+    test of the store contract runs on both back ends."""
+    opened: list[Store] = []
+
+    def sqlite() -> Store:
+        return DocumentStore(tmp_path / "documents.sqlite")
+
+    def make() -> Store:
+        opened.append(factory())
+        return opened[-1]
+
+    if request.param == "postgres":
+        from rag.postgres import PostgresDatabase, PostgresOptions, PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+
+        def factory() -> Store:
+            return PostgresStore(PostgresDatabase(PostgresOptions(url=url, pool_size=2)))
+    else:
+        factory = sqlite
+    yield make
+    for each in opened:
+        each.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[DocumentStore]:
-    store = DocumentStore(tmp_path / "documents.sqlite")
-    yield store
-    store.close()
+def store(open_store: Callable[[], Store]) -> Store:
+    return open_store()
 
 
-@pytest.fixture(scope="module")
-def fts_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentStore]:
-    store = DocumentStore(tmp_path_factory.mktemp("fts") / "documents.sqlite")
+@pytest.fixture
+def fts_store(store: Store) -> Store:
     put(store, "c", "notes.pdf", ["Alpha near beta. The OR gate and the NOT gate. Cost: 5%."])
-    yield store
-    store.close()
+    return store
 
 
 def test_keyword_query_quotes_terms_and_drops_stopwords() -> None:
@@ -96,14 +121,14 @@ def test_keyword_query_of_only_stopwords_is_empty() -> None:
     ],
 )
 def test_fts5_syntax_in_a_question_is_searched_as_words(
-    fts_store: DocumentStore, question: str
+    fts_store: Store, question: str
 ) -> None:
     ids = fts_store.keyword_search("c", question, 10)
     assert all(isinstance(i, int) for i in ids)
     assert len(fts_store.documents("c")) == 1
 
 
-def test_operators_are_words_not_syntax(fts_store: DocumentStore) -> None:
+def test_operators_are_words_not_syntax(fts_store: Store) -> None:
     # "near" and "not" are matched as plain words of the text.
     assert fts_store.keyword_search("c", "NEAR", 10)
     assert fts_store.keyword_search("c", "NOT", 10)
@@ -122,7 +147,7 @@ def test_no_question_breaks_the_keyword_search(question: str) -> None:
         db.execute("SELECT rowid FROM f WHERE f MATCH ?", (query,)).fetchall()
 
 
-def test_keyword_search_ranks_and_is_scoped_to_the_collection(store: DocumentStore) -> None:
+def test_keyword_search_ranks_and_is_scoped_to_the_collection(store: Store) -> None:
     put(store, "a", "ferries.pdf", ["The Marrow Island ferry departs from Pier 7 every hour."])
     put(store, "a", "cats.pdf", ["Cats sleep most of the day and the ferry is irrelevant."])
     put(store, "b", "secret.pdf", ["The Marrow Island ferry secret code is 4471."])
@@ -133,13 +158,13 @@ def test_keyword_search_ranks_and_is_scoped_to_the_collection(store: DocumentSto
     assert store.keyword_search("b", "cats sleep", 10) == []
 
 
-def test_keyword_search_matches_the_file_name(store: DocumentStore) -> None:
+def test_keyword_search_matches_the_file_name(store: Store) -> None:
     put(store, "a", "harbour_timetable-2024.pdf", ["Departures are listed below for each day."])
     assert store.keyword_search("a", "timetable", 10)
 
 
 def test_replacing_a_document_removes_its_old_text_from_keyword_search(
-    store: DocumentStore,
+    store: Store,
 ) -> None:
     put(store, "a", "guide.pdf", ["The old price was seventeen euros per ticket."])
     put(store, "a", "guide.pdf", ["The new price is fourteen euros per ticket."])
@@ -148,7 +173,7 @@ def test_replacing_a_document_removes_its_old_text_from_keyword_search(
     assert [d.name for d in store.documents("a")] == ["guide.pdf"]
 
 
-def test_delete_removes_pages_chunks_and_keywords(store: DocumentStore) -> None:
+def test_delete_removes_pages_chunks_and_keywords(store: Store) -> None:
     put(store, "a", "guide.pdf", ["The lighthouse keeper lives on the north cape."])
     put(store, "a", "other.pdf", ["Unrelated text about gardening and tomatoes."])
     ids = store.chunk_ids("a")
@@ -161,7 +186,7 @@ def test_delete_removes_pages_chunks_and_keywords(store: DocumentStore) -> None:
     assert [d.name for d in store.documents("a")] == ["other.pdf"]
 
 
-def test_page_text_and_find_by_sha_are_scoped(store: DocumentStore) -> None:
+def test_page_text_and_find_by_sha_are_scoped(store: Store) -> None:
     put(store, "a", "guide.pdf", ["Page one text is here.", "Page two text is here."], sha="s1")
     assert store.page_text("a", "guide.pdf", 2) == "Page two text is here."
     assert store.page_text("b", "guide.pdf", 2) is None
@@ -171,7 +196,7 @@ def test_page_text_and_find_by_sha_are_scoped(store: DocumentStore) -> None:
 
 
 def test_every_document_write_moves_the_collection_generation_and_a_no_op_does_not(
-    store: DocumentStore, tmp_path: Path
+    store: Store, open_store: Callable[[], Store]
 ) -> None:
     assert store.generation("a") == 0
     put(store, "a", "guide.pdf", ["The ferry leaves at seven."])
@@ -181,11 +206,8 @@ def test_every_document_write_moves_the_collection_generation_and_a_no_op_does_n
     store.delete_document("a", "guide.pdf")
     assert store.generation("a") == 3
     assert store.delete_document("a", "guide.pdf") == [] and store.generation("a") == 3
-    other = DocumentStore(tmp_path / "documents.sqlite")  # another process's view
-    try:
-        assert (other.generation("a"), other.generation("b")) == (3, 1)
-    finally:
-        other.close()
+    other = open_store()  # another process's view
+    assert (other.generation("a"), other.generation("b")) == (3, 1)
 
 
 _FIRST_RELEASE_SCHEMA = """
@@ -258,7 +280,7 @@ def test_an_existing_database_is_upgraded_once_and_keeps_its_documents(tmp_path:
         again.close()
 
 
-def test_text_read_from_images_is_stored_as_such(store: DocumentStore) -> None:
+def test_text_read_from_images_is_stored_as_such(store: Store) -> None:
     pages = [
         PageText(1, "", has_text=True, image_text="The scanned contract is signed.", scanned=True),
         PageText(2, "Figure 2 shows the crane.", has_text=True, image_text="Crane load 40 t"),
