@@ -560,7 +560,8 @@ class PgVectorIndex:
     Nothing is derived, so nothing can be behind: the generation is always the store's, and
     adds and removes happened in the document's own transaction (they are no-ops here).
     `exact` scans the collection's vectors; `hnsw` uses an HNSW index per dimension (built on
-    first use; approximate, and filtered by collection after the graph search).
+    first use; approximate, and filtered by collection after the graph search, so a collection
+    for which that leaves fewer than `limit` is searched exactly instead).
     """
 
     def __init__(
@@ -621,6 +622,7 @@ class PgVectorIndex:
         d = self._dimension
         vector = np.asarray(query, dtype=np.float32).reshape(-1)
         with self._db.transaction() as db:
+            rows = []
             if self._mode == "hnsw":
                 db.execute(f"SET LOCAL hnsw.ef_search = {max(self._ef_search, limit)}")
                 rows = db.execute(
@@ -628,13 +630,17 @@ class PgVectorIndex:
                         WHERE vector_dims(embedding) = {d} AND collection = %s
                         ORDER BY (embedding::vector({d})) <#> %s::vector({d}) LIMIT %s""",
                     (vector, collection, vector, limit),
+                    binary=True,
                 ).fetchall()
-            else:
+            if len(rows) < limit:
+                # Exact: the mode, or a collection too small a part of the table for the graph
+                # search (it finds ef_search neighbours overall, then drops other collections').
                 db.execute("SET LOCAL enable_indexscan = off")  # never an approximate index
                 rows = db.execute(
                     """SELECT id, -(embedding <#> %s) AS score FROM chunks WHERE collection = %s
-                       ORDER BY embedding <#> %s LIMIT %s""",
-                    (vector, collection, vector, limit),
+                       ORDER BY 2 DESC LIMIT %s""",
+                    (vector, collection, limit),
+                    binary=True,
                 ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
