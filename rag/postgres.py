@@ -92,11 +92,21 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
                 text TEXT NOT NULL,
                 from_image BOOLEAN NOT NULL DEFAULT false,
                 embedding vector NOT NULL,
-                keywords tsvector NOT NULL
+                keywords tsvector NOT NULL,
+                keyword_count INTEGER NOT NULL DEFAULT 0  -- words indexed (BM25's length)
             )""",
             "CREATE INDEX chunks_document ON chunks (document_id)",
             "CREATE INDEX chunks_collection ON chunks (collection, id)",
             "CREATE INDEX chunks_keywords ON chunks USING gin (keywords)",
+            # BM25's statistics per collection, kept in each write's transaction (as FTS5 keeps
+            # them in its index): in how many chunks each word occurs, and the totals.
+            """CREATE TABLE keyword_terms (
+                collection TEXT NOT NULL, lexeme TEXT NOT NULL, chunks INTEGER NOT NULL,
+                PRIMARY KEY (collection, lexeme)
+            )""",
+            """CREATE TABLE keyword_totals (
+                collection TEXT PRIMARY KEY, chunks BIGINT NOT NULL, words BIGINT NOT NULL
+            )""",
             """CREATE TABLE generations (
                 collection TEXT PRIMARY KEY, generation BIGINT NOT NULL
             )""",
@@ -355,6 +365,7 @@ class PostgresStore:
         ids = [r[0] for r in db.execute(
             "SELECT id FROM chunks WHERE document_id = %s ORDER BY id", (row[0],)
         ).fetchall()]
+        PostgresStore._count_keywords(db, collection, row[0], -1)
         db.execute("DELETE FROM documents WHERE id = %s", (row[0],))  # cascades
         return [int(i) for i in ids]
 
@@ -399,7 +410,39 @@ class PostgresStore:
                          f"{label} {chunk.text}"),
                     )
                     ids.append(int(cursor.fetchone()[0]))
+            self._count_keywords(db, collection, document_id, +1)
         return removed, ids
+
+    @staticmethod
+    def _count_keywords(db: Any, collection: str, document_id: int, sign: int) -> None:
+        """Add (+1) or take away (-1) a document's chunks in BM25's statistics."""
+        if sign > 0:
+            db.execute(
+                """UPDATE chunks c SET keyword_count = (
+                       SELECT coalesce(sum(array_length(u.positions, 1)), 0)
+                       FROM unnest(c.keywords) u)
+                   WHERE c.document_id = %s""",
+                (document_id,),
+            )
+        db.execute(
+            """INSERT INTO keyword_terms AS t (collection, lexeme, chunks)
+               SELECT %s, u.lexeme, %s * count(*) FROM chunks c, unnest(c.keywords) u
+               WHERE c.document_id = %s GROUP BY u.lexeme
+               ON CONFLICT (collection, lexeme) DO UPDATE SET chunks = t.chunks + excluded.chunks""",
+            (collection, sign, document_id),
+        )
+        db.execute(
+            """INSERT INTO keyword_totals AS t (collection, chunks, words)
+               SELECT %s, %s * count(*), %s * coalesce(sum(keyword_count), 0) FROM chunks
+               WHERE document_id = %s
+               ON CONFLICT (collection) DO UPDATE SET chunks = t.chunks + excluded.chunks,
+                   words = t.words + excluded.words""",
+            (collection, sign, sign, document_id),
+        )
+        if sign < 0:
+            db.execute(
+                "DELETE FROM keyword_terms WHERE collection = %s AND chunks <= 0", (collection,)
+            )
 
     def delete_document(self, collection: str, name: str) -> list[int]:
         with self._db.transaction() as db:
@@ -539,17 +582,37 @@ class PostgresStore:
         return row is not None
 
     def keyword_search(self, collection: str, question: str, limit: int) -> list[int]:
-        """Chunk ids ranked by `ts_rank_cd` for the question's terms, within one collection."""
+        """Chunk ids ranked by BM25 (k1 = 1.2, b = 0.75 and FTS5's idf) for the question's terms,
+        within one collection. Postgres's own ts_rank has no idf, so a common word outweighed
+        a rare one (measured: MRR 0.03 below FTS5 on a dev set); the statistics come from
+        `keyword_terms` and `keyword_totals`, the term counts from each chunk's tsvector."""
         terms = question_terms(question)[:32]
         if not terms:
             return []
         query, params = _any_query(terms)
         rows = self._all(
-            f"""WITH q AS (SELECT ({query}) AS query)
-                SELECT c.id FROM chunks c, q
-                WHERE c.collection = %s AND c.keywords @@ q.query
-                ORDER BY ts_rank_cd(c.keywords, q.query, 1) DESC, c.id LIMIT %s""",
-            [*params, collection, limit],
+            f"""WITH q AS (SELECT ({query}) AS query),
+                totals AS (
+                    SELECT chunks, greatest(words::float8 / greatest(chunks, 1), 1) AS avgdl
+                    FROM keyword_totals WHERE collection = %s),
+                terms AS (
+                    SELECT t.lexeme, greatest(ln((totals.chunks - t.chunks + 0.5)
+                                                 / (t.chunks + 0.5)), 1e-6) AS idf
+                    FROM keyword_terms t, totals
+                    WHERE t.collection = %s AND t.lexeme IN (
+                        SELECT u.lexeme FROM unnest(to_tsvector('{TEXT_SEARCH}', %s)) u)),
+                lexemes AS (SELECT array_agg(lexeme) AS them FROM terms),
+                hits AS (
+                    SELECT c.id, c.keyword_count, u.lexeme, array_length(u.positions, 1) AS tf
+                    FROM chunks c, q, lexemes,
+                         unnest(ts_filter(setweight(c.keywords, 'A', lexemes.them), '{{a}}')) u
+                    WHERE c.collection = %s AND c.keywords @@ q.query)
+                SELECT h.id FROM hits h JOIN terms t USING (lexeme), totals
+                GROUP BY h.id
+                ORDER BY sum(t.idf * h.tf * 2.2 / (h.tf + 1.2 * (0.25 + 0.75 * h.keyword_count
+                                                                   / totals.avgdl))) DESC, h.id
+                LIMIT %s""",
+            [*params, collection, collection, " ".join(terms), collection, limit],
         )
         return [int(r[0]) for r in rows]
 

@@ -1,4 +1,5 @@
-"""Fixtures for the Postgres back end's tests: a real server on loopback (tests/ on sys.path)."""
+"""Fixtures for the Postgres back end's tests: a real server on loopback. tests/ and the folders
+with the fakes and servers the tests reuse (fake Slack, Redis, HashEmbedder) go on sys.path."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import sys
 from pathlib import Path
 
 _TESTS = Path(__file__).resolve().parents[1]
-for _path in (_TESTS, _TESTS.parent, _TESTS / "rag"):
+_FOLDERS = ("rag", "scale", "bot", "reliability", "adapters/slack")
+for _path in (_TESTS, _TESTS.parent, *(_TESTS / f for f in _FOLDERS)):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
