@@ -253,3 +253,29 @@ def test_two_engines_on_one_database_share_ingest_replace_and_forget(
     one.forget("port.pdf", collection="harbour")
     assert two.documents("harbour") == []
     assert two.retrieve("pilot boat", collection="harbour") == []
+
+
+def test_keyword_statistics_follow_every_write(
+    nodes: Callable[..., PostgresStore], postgres_url: str
+) -> None:
+    """BM25's counts (kept beside the chunks) equal a recount after adds, replaces, deletes."""
+    store = nodes()
+    embedder = HashEmbedder("e", DIMENSION)
+    put(store, "a", "one.pdf", document("Ferries leave hourly.", "Ferries are late."), embedder)
+    put(store, "a", "two.pdf", document("Trains leave hourly too."), embedder)
+    put(store, "b", "one.pdf", document("Other collection, other ferries."), embedder)
+    put(store, "a", "one.pdf", document("Buses replace the ferries."), embedder)
+    store.delete_document("a", "two.pdf")
+    with psycopg.connect(postgres_url) as db:
+        kept = set(db.execute("SELECT collection, lexeme, chunks FROM keyword_terms").fetchall())
+        recount = set(db.execute(
+            """SELECT c.collection, u.lexeme, count(*)::int FROM chunks c, unnest(c.keywords) u
+               GROUP BY c.collection, u.lexeme""").fetchall())
+        totals = set(db.execute("SELECT collection, chunks, words FROM keyword_totals"
+                                " WHERE chunks > 0").fetchall())
+        actual = set(db.execute(
+            """SELECT collection, count(*), sum(keyword_count) FROM chunks
+               GROUP BY collection""").fetchall())
+    assert kept == recount
+    assert ("a", "train", 1) not in kept and ("a", "buse", 1) in kept  # Snowball stems
+    assert totals == actual

@@ -158,6 +158,20 @@ def test_keyword_search_ranks_and_is_scoped_to_the_collection(store: Store) -> N
     assert store.keyword_search("b", "cats sleep", 10) == []
 
 
+def test_a_rare_word_outweighs_a_common_one_repeated(store: Store) -> None:
+    """BM25's idf on both back ends: the chunk with the rare word comes first, not the one that
+    repeats the word every chunk has (Postgres's ts_rank alone would rank it first)."""
+    put(store, "a", "repeats.pdf", ["Harbour harbour harbour harbour notes for the harbour."])
+    put(store, "a", "rare.pdf", ["The harbour has a lighthouse."])
+    for number in range(4):
+        put(store, "a", f"filler{number}.pdf", [f"The harbour opens at {number} o'clock."])
+    ids = store.keyword_search("a", "harbour lighthouse", 10)
+    assert "lighthouse" in texts(store, ids)[0]
+    store.delete_document("a", "rare.pdf")  # and its statistics go with it
+    put(store, "a", "rare.pdf", ["The harbour has a lighthouse."])
+    assert "lighthouse" in texts(store, store.keyword_search("a", "harbour lighthouse", 10))[0]
+
+
 def test_keyword_search_matches_the_file_name(store: Store) -> None:
     put(store, "a", "harbour_timetable-2024.pdf", ["Departures are listed below for each day."])
     assert store.keyword_search("a", "timetable", 10)
