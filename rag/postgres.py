@@ -398,18 +398,26 @@ class PostgresStore:
                     [(document_id, p.number, p.stored_text, p.has_text, p.image_text, p.scanned)
                      for p in parsed.pages],
                 )
+                rows = [
+                    (document_id, collection, chunk.page, chunk.ordinal, chunk.text,
+                     chunk.from_image, np.asarray(vector, dtype=np.float32),
+                     f"{label} {chunk.text}")
+                    for chunk, vector in zip(chunks, vectors, strict=True)
+                ]
                 ids: list[int] = []
-                for chunk, vector in zip(chunks, vectors, strict=True):
-                    cursor.execute(
+                if rows:  # one round trip for all of them (psycopg pipelines executemany)
+                    cursor.executemany(
                         f"""INSERT INTO chunks (document_id, collection, page, ordinal, text,
                                from_image, embedding, keywords)
                            VALUES (%s, %s, %s, %s, %s, %s, %s,
                                    to_tsvector('{TEXT_SEARCH}', %s)) RETURNING id""",
-                        (document_id, collection, chunk.page, chunk.ordinal, chunk.text,
-                         chunk.from_image, np.asarray(vector, dtype=np.float32),
-                         f"{label} {chunk.text}"),
+                        rows,
+                        returning=True,
                     )
-                    ids.append(int(cursor.fetchone()[0]))
+                    while True:
+                        ids.append(int(cursor.fetchone()[0]))
+                        if not cursor.nextset():
+                            break
             self._count_keywords(db, collection, document_id, +1)
         return removed, ids
 
