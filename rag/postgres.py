@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -280,11 +281,19 @@ def _info(row: Sequence[Any]) -> DocumentInfo:
     return DocumentInfo(row[0], int(row[1]), int(row[2]), row[3], row[4], int(row[5]), int(row[6]))
 
 
+def fold(text: str) -> str:
+    """Text without diacritics, for the keyword index and its queries: "Žemgulys" is found as
+    "zemgulys", as FTS5's remove_diacritics does (PostgreSQL's unaccent is an extension that
+    may be missing, so this is done here, on both sides)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 def _any_query(terms: Sequence[str]) -> tuple[str, list[str]]:
     """SQL for a tsquery matching any of the terms (each as a phrase, so "covid-19" stays one),
     with its parameters: the terms are bound, never spliced into the SQL."""
     part = f"phraseto_tsquery('{TEXT_SEARCH}', %s)"
-    return " || ".join([part] * len(terms)), list(terms)
+    return " || ".join([part] * len(terms)), [fold(t) for t in terms]
 
 
 class PostgresStore:
@@ -401,7 +410,7 @@ class PostgresStore:
                 rows = [
                     (document_id, collection, chunk.page, chunk.ordinal, chunk.text,
                      chunk.from_image, np.asarray(vector, dtype=np.float32),
-                     f"{label} {chunk.text}")
+                     fold(f"{label} {chunk.text}"))
                     for chunk, vector in zip(chunks, vectors, strict=True)
                 ]
                 ids: list[int] = []
@@ -573,7 +582,7 @@ class PostgresStore:
         if not terms:
             return True
         if prefix:
-            words = [w for w in (re.sub(r"\W+", "", t) for t in terms) if w]
+            words = [w for w in (re.sub(r"\W+", "", fold(t)) for t in terms) if w]
             if not words:
                 return True
             query = " || ".join([f"to_tsquery('{TEXT_SEARCH}', %s)"] * len(words))
@@ -620,7 +629,7 @@ class PostgresStore:
                 ORDER BY sum(t.idf * h.tf * 2.2 / (h.tf + 1.2 * (0.25 + 0.75 * h.keyword_count
                                                                    / totals.avgdl))) DESC, h.id
                 LIMIT %s""",
-            [*params, collection, collection, " ".join(terms), collection, limit],
+            [*params, collection, collection, fold(" ".join(terms)), collection, limit],
         )
         return [int(r[0]) for r in rows]
 

@@ -311,3 +311,11 @@ def test_text_read_from_images_is_stored_as_such(store: Store) -> None:
     assert store.quote_from_image("c", "scan.pdf", 1, "contract is signed")
     assert store.quote_from_image("c", "scan.pdf", 2, "crane load 40 t")
     assert not store.quote_from_image("c", "scan.pdf", 2, "Figure 2 shows the crane")
+
+
+def test_diacritics_do_not_matter_to_keyword_search(store: Store) -> None:
+    put(store, "a", "survey.pdf", ["Žemgulys et al. recognised referee signals in Kaunas."])
+    assert store.keyword_search("a", "Zemgulys referee", 10)
+    assert store.term_in_collection("a", "zemgulys")
+    assert store.term_in_collection("a", "zemgul", prefix=True)
+    assert store.keyword_search("a", "Žemgulys", 10)
