@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from adapters.base import Adapter
 from bot.errors import FolioError, GenerationCancelled, GeneratorCrashed, ServiceUnavailable
-from bot.history import History, build_record
+from bot.history import HistoryLog, build_record
 from bot.jobs import (
     AnswerOutcome,
     ErrorOutcome,
@@ -233,7 +233,7 @@ class Worker:
         self,
         *,
         queue: JobQueue,
-        history: History,
+        history: HistoryLog,
         engine: AnswerEngine,
         executor: Executor,
         adapters: Mapping[str, Adapter],
@@ -490,6 +490,10 @@ class Worker:
         record = build_record(job, status, outcome, finished_at=finished_at)
         if not await self._queue.complete(job.id, status, outcome, record):
             return  # someone else finished it (cannot happen with one worker, but never twice)
+        try:
+            await self._history.add(record)  # the shared history, if there is one
+        except Exception as exc:  # the answer is stored already: it is still delivered
+            logger.warning("job %s: not added to the shared history (%s)", job.id, exc)
         if status is JobStatus.DONE and job.kind is JobKind.QUESTION and job.started_at:
             self.throughput.add(finished_at - job.started_at)
         self._deliver_in_background(job, outcome)

@@ -117,6 +117,31 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
 ]
+_MIGRATIONS.append((
+    # Conversation history shared by every node (bot/history_postgres.py): one row per finished
+    # job, the columns of bot.history.HistoryRecord.
+    "m002_history",
+    (
+        """CREATE TABLE history (
+            id BIGSERIAL PRIMARY KEY,
+            job_id BIGINT NOT NULL,
+            kind TEXT NOT NULL, status TEXT NOT NULL, platform TEXT NOT NULL,
+            collection TEXT NOT NULL, channel TEXT NOT NULL, thread TEXT NOT NULL,
+            user_id TEXT NOT NULL, message_id TEXT NOT NULL, reply_to TEXT NOT NULL,
+            question TEXT NOT NULL, answer TEXT NOT NULL,
+            abstained BOOLEAN NOT NULL DEFAULT false, shortened BOOLEAN NOT NULL DEFAULT false,
+            citations TEXT NOT NULL DEFAULT '[]', retrieved TEXT NOT NULL DEFAULT '[]',
+            error TEXT NOT NULL DEFAULT '', model TEXT NOT NULL DEFAULT '',
+            tokens INTEGER NOT NULL DEFAULT 0, prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            queue_wait_s DOUBLE PRECISION, retrieval_s DOUBLE PRECISION,
+            first_token_s DOUBLE PRECISION, generation_s DOUBLE PRECISION,
+            engine_s DOUBLE PRECISION, total_s DOUBLE PRECISION,
+            asked_at DOUBLE PRECISION NOT NULL, answered_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX history_conversation ON history (platform, collection, channel, thread, id)",
+        "CREATE INDEX history_user ON history (platform, user_id, id)",
+    ),
+))
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )"""

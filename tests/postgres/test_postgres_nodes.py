@@ -79,9 +79,9 @@ def test_nodes_starting_together_apply_each_migration_once(postgres_url: str) ->
     try:
         assert errors == []
         assert len(stores) == 6
-        assert all(s.migrations() == ["m001_documents"] for s in stores)
+        assert all(s.migrations() == ["m001_documents", "m002_history"] for s in stores)
         with psycopg.connect(postgres_url) as db:
-            assert db.execute("SELECT count(*) FROM schema_migrations").fetchone() == (1,)
+            assert db.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
     finally:
         for store in stores:
             store.close()

@@ -1,7 +1,8 @@
 """Two real `folio run` processes on one Postgres and one Redis (issue 18), each with its own,
 otherwise empty, data folder, connected in Socket Mode to the fake Slack over loopback with the
 embedded models: a PDF ingested through chat on one node is answered by the other; the node
-that is writing an answer is SIGKILLed and the other one finishes it, once.
+that is writing an answer is SIGKILLed and the other one finishes it, once; `/history` is the
+same on both (it lives in Postgres, not in either node's bot.sqlite).
 
 Slack gives each event to one of an app's connections; the fake gives it to the newest one, so
 the test decides which node hears what by when it connects.
@@ -31,6 +32,7 @@ from fake_slack import (
     app_mention,
     event_callback,
     running_fake_slack,
+    slash_command,
 )
 from reliability_env import clean_env
 
@@ -161,6 +163,26 @@ async def test_two_nodes_share_documents_and_finish_each_others_answers(
         assert "[harbour.pdf p.2]" in final.text, final.text
         await asyncio.sleep(2.0)
         assert [m for m in in_thread(fake, second["ts"]) if answered(m)] == [final]
+
+        # /history is the same on both nodes, each answering from its own (empty) data dir.
+        for node in nodes:
+            if node.returncode is None:
+                node.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(node.wait(), 60)
+        seen = []
+        for data in (one_data, two_data):
+            nodes.append(node := await start_node(data, env))
+            connections = fake.ws_connections
+            await fake.wait_for(lambda c=connections: fake.ws_connections > c, within=180)
+            before = len(fake.response_url_posts)
+            await fake.send_envelope("slash_commands", slash_command(fake, "/history", ""))
+            posts = await fake.wait_for(lambda b=before: fake.response_url_posts[b:] or None,
+                                        within=60)
+            seen.append(str(posts[0]["text"]))
+            node.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(node.wait(), 60) == 0
+        assert seen[0] == seen[1]
+        assert FIRST in seen[0] and SECOND in seen[0], seen[0]
     finally:
         for node in nodes:
             await stop(node)
