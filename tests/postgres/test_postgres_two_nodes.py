@@ -149,10 +149,17 @@ async def test_two_nodes_share_documents_and_finish_each_others_answers(
         await fake.wait_for(lambda: fake.ws_connections >= 3, within=180)
         second = app_mention(SECOND)
         await fake.wait_ack(await fake.send_envelope("events_api", event_callback(second)))
-        await until(fake, "streaming draft", second["ts"], lambda: next(
-            (m for m in in_thread(fake, second["ts"]) if m.edits >= 2 and not answered(m)), None))
         client = redis.Redis.from_url(redis_server.url)
-        owner = running_owner_pid(client, prefix)
+
+        def mid_answer() -> int | None:
+            """The pid running the job, once its reply is being written (edited, not final)."""
+            thread = in_thread(fake, second["ts"])
+            if any(answered(m) for m in thread):
+                pytest.fail("answered before it could be interrupted: " + str(thread))
+            writing = any(m.edits >= 1 and not m.text.startswith("Queued") for m in thread)
+            return running_owner_pid(client, prefix) if writing else None
+
+        owner = await until(fake, "reply being written", second["ts"], mid_answer)
         victim = next(n for n in nodes if n.pid == owner and n.returncode is None)
         survivor = next(n for n in nodes if n is not victim and n.returncode is None)
         victim.send_signal(signal.SIGKILL)
