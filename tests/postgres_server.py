@@ -41,12 +41,25 @@ class PostgresServer:
     def __init__(self, folder: Path, bin_dir: Path) -> None:
         self.folder = folder
         self.data = folder / "data"
-        self.bin = bin_dir
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._user = "nobody" if os.geteuid() == 0 else None
         folder.mkdir(parents=True, exist_ok=True)
         self._own(folder)
+        if self._user is not None:
+            # nobody may not reach the checkout (a folder under /root, say): a copy of the
+            # installation beside the data (PostgreSQL finds lib/ and share/ relative to it).
+            # The wheel's binaries find their libraries at $ORIGIN/../../../pgserver.libs.
+            installed = bin_dir.parent  # .../site-packages/pgserver/pginstall
+            copy = folder / "pg" / "pgserver" / "pginstall"
+            shutil.copytree(installed, copy, symlinks=True)
+            libs = installed.parent.parent / "pgserver.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, folder / "pg" / "pgserver.libs", symlinks=True)
+            for path in (folder / "pg", folder / "pg" / "pgserver"):
+                path.chmod(0o755)
+            bin_dir = copy / "bin"
+        self.bin = bin_dir
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--no-sync")
 
