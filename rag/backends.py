@@ -40,7 +40,9 @@ def open_store(settings: Settings) -> Store:
 def open_storage(settings: Settings) -> tuple[Store, IndexFactory]:
     """The store, and how to build the vector index once the embedder's dimension is known."""
     if settings.store.backend == "postgres":
-        from rag.postgres import PgVectorIndex, PostgresDatabase, PostgresStore
+        from rag.pgvector_index import PgVectorIndex
+        from rag.postgres import PostgresDatabase
+        from rag.postgres_store import PostgresStore
 
         config = settings.store
         store = PostgresStore(PostgresDatabase(postgres_options(settings)))

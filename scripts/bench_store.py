@@ -68,7 +68,9 @@ def open_backend(args: argparse.Namespace, folder: Path) -> tuple[Store, VectorI
     if args.backend == "postgres":
         import os
 
-        from rag.postgres import PgVectorIndex, PostgresDatabase, PostgresOptions, PostgresStore
+        from rag.pgvector_index import PgVectorIndex
+        from rag.postgres import PostgresDatabase, PostgresOptions
+        from rag.postgres_store import PostgresStore
 
         store = PostgresStore(PostgresDatabase(PostgresOptions(
             url=os.environ["FOLIO_DATABASE_URL"], statement_timeout_s=600,

@@ -22,7 +22,9 @@ from rag.chunk import chunk_document
 from rag.engine import EngineOptions, RagEngine
 from rag.errors import DatabaseUnavailable
 from rag.parse import PageText, ParsedDocument, ParseLimits
-from rag.postgres import PgVectorIndex, PostgresDatabase, PostgresOptions, PostgresStore
+from rag.pgvector_index import PgVectorIndex
+from rag.postgres import PostgresDatabase, PostgresOptions
+from rag.postgres_store import PostgresStore
 from rag.prompt import PromptLimits
 from rag.retrieve import RetrievalParams
 from rag.storage import VectorIndex

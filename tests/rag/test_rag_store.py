@@ -51,7 +51,8 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
         return opened[-1]
 
     if request.param == "postgres":
-        from rag.postgres import PostgresDatabase, PostgresOptions, PostgresStore
+        from rag.postgres import PostgresDatabase, PostgresOptions
+        from rag.postgres_store import PostgresStore
 
         url = request.getfixturevalue("postgres_url")
 
