@@ -7,8 +7,8 @@ import functools
 from collections.abc import Callable
 
 from config.settings import Settings
-from rag.compose import CompositionLimits
 from rag.backends import open_storage
+from rag.compose import CompositionLimits
 from rag.embed import Embedder, make_embedder
 from rag.engine import RagEngine
 from rag.generate import Generator, LlamaCppGenerator

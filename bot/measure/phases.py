@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 def ingest_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
     """Cold ingest into an empty collection, then embedding alone on the stored chunk texts."""
+    from rag.backends import open_store
     from rag.factory import build_engine
     from rag.ingest import EMBED_BATCH
-    from rag.backends import open_store
 
     with MemoryWatch() as memory:
         engine = build_engine(settings)
