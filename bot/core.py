@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from adapters.base import Adapter
 from bot.errors import FolioError, GenerationCancelled, NotFoundError, PermissionDeniedError
-from bot.history import History, HistoryEntry, build_record
+from bot.history import History, HistoryEntry, HistoryLog, build_record
 from bot.jobs import Accepted, ErrorOutcome, Job, JobStatus
 from bot.migrations import BotDatabase
 from bot.ports import AnswerEngine
@@ -36,6 +36,7 @@ from rag.types import DocumentInfo
 
 if TYPE_CHECKING:
     from config.settings import Settings
+    from rag.postgres import PostgresOptions
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class BotCore:
         options: CoreOptions | None = None,
         *,
         redis: RedisQueueConfig | None = None,  # the shared queue; None = SQLite in db_path
+        shared_history: PostgresOptions | None = None,  # None: this node's own, in db_path
     ) -> None:
         self._engine = engine
         self._db_path = db_path
@@ -76,7 +78,8 @@ class BotCore:
         self._db: BotDatabase | None = None
         self._redis = redis
         self._queue: JobQueue | None = None
-        self._history: History | None = None
+        self._history: HistoryLog | None = None
+        self._shared_history = shared_history
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -104,7 +107,12 @@ class BotCore:
                 claim_timeout_s=queue.claim_timeout_s,
                 retention_s=queue.redis_retention_days * 86400,
             )
-        return cls(engine, settings.bot_db, options, redis=redis)
+        shared = None
+        if settings.store.backend == "postgres":
+            from rag.backends import postgres_options
+
+            shared = postgres_options(settings)
+        return cls(engine, settings.bot_db, options, redis=redis, shared_history=shared)
 
     def register(self, adapter: Adapter) -> None:
         """Route jobs of `adapter.platform` to it. Jobs of platforms not registered stay queued."""
@@ -126,7 +134,7 @@ class BotCore:
             await self._db.close()
             self._db = None
             raise
-        self._history = History(self._db)
+        self._history = await self._open_history(self._db)
         await self._queue.recover()
         throughput = Throughput(default_s=opts.default_eta_s, parallel=opts.concurrency)
         for seconds in reversed(await self._queue.recent_durations(20)):
@@ -154,6 +162,15 @@ class BotCore:
         self._accepting = True
         logger.info("bot core started (db %s, platforms %s)", self._db_path, sorted(self._adapters))
 
+    async def _open_history(self, db: BotDatabase) -> HistoryLog:
+        if self._shared_history is None:
+            return History(db)
+        from bot.history_postgres import PostgresHistory
+        from rag.postgres import PostgresDatabase
+
+        options = self._shared_history
+        return PostgresHistory(await asyncio.to_thread(PostgresDatabase, options))
+
     async def stop(self) -> None:
         """Stop accepting, finish or requeue the current job within a bounded time, close the DB."""
         self._accepting = False
@@ -174,6 +191,9 @@ class BotCore:
             # A stuck engine call cannot be interrupted; its job is already back in the queue.
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._worker = self._worker_task = self._executor = None
+        close = getattr(self._history, "close", None)
+        if callable(close):
+            close()
         self._db = self._queue = self._history = None
         logger.info("bot core stopped")
 

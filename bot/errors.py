@@ -5,15 +5,18 @@ from __future__ import annotations
 from config.errors import ConfigError, FolioError
 from rag.errors import (
     BadDocumentError,
+    DatabaseUnavailable,
     GenerationCancelled,
     GeneratorCrashed,
     GeneratorUnavailable,
     NotFoundError,
+    ServiceUnavailable,
 )
 
 __all__ = [
     "BadDocumentError",
     "ConfigError",
+    "DatabaseUnavailable",
     "DuplicateJobError",
     "FolioError",
     "GenerationCancelled",
@@ -22,6 +25,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "QueueFullError",
+    "ServiceUnavailable",
 ]
 
 

@@ -19,8 +19,8 @@ from typing import Any, Literal, TypeVar
 
 from adapters.base import Adapter
 from bot.delivery import Delivery
-from bot.errors import FolioError, GenerationCancelled, GeneratorCrashed, GeneratorUnavailable
-from bot.history import History, build_record
+from bot.errors import FolioError, GenerationCancelled, GeneratorCrashed, ServiceUnavailable
+from bot.history import HistoryLog, build_record
 from bot.jobs import (
     AnswerOutcome,
     ErrorOutcome,
@@ -77,7 +77,7 @@ class _CrashRetry(Exception):
 class _Retry(Exception):
     """The generation server failed transiently: the job goes back to pending after a backoff."""
 
-    def __init__(self, cause: GeneratorUnavailable) -> None:
+    def __init__(self, cause: ServiceUnavailable) -> None:
         super().__init__(cause.message)
         self.cause = cause
 
@@ -89,7 +89,7 @@ class JobRunner:
         self,
         *,
         queue: JobQueue,
-        history: History,
+        history: HistoryLog,
         engine: AnswerEngine,
         executor: Executor,
         adapters: Mapping[str, Adapter],
@@ -170,7 +170,7 @@ class JobRunner:
         await self.complete(job, status, outcome)
 
     async def _back_off(
-        self, running: Running, adapter: Adapter, cause: GeneratorUnavailable
+        self, running: Running, adapter: Adapter, cause: ServiceUnavailable
     ) -> bool:
         """Wait a little, then put the job back in line. False if it was cancelled meanwhile."""
         job = running.job
@@ -181,7 +181,7 @@ class JobRunner:
         )
         try:
             await adapter.post_status(
-                job, f"The generation server is not answering; trying again in {delay:.0f}s."
+                job, f"{cause.waiting}; trying again in {delay:.0f}s."
             )
         except Exception:
             logger.exception("job %s: post_status failed on %s", job.id, job.platform)
@@ -203,6 +203,10 @@ class JobRunner:
         record = build_record(job, status, outcome, finished_at=finished_at)
         if not await self._queue.complete(job.id, status, outcome, record):
             return  # someone else finished it (cannot happen with one worker, but never twice)
+        try:
+            await self._history.add(record)  # the shared history, if there is one
+        except Exception as exc:  # the answer is stored already: it is still delivered
+            logger.warning("job %s: not added to the shared history (%s)", job.id, exc)
         if status is JobStatus.DONE and job.kind is JobKind.QUESTION and job.started_at:
             self._throughput.add(finished_at - job.started_at)
         self._delivery.in_background(job, outcome)
@@ -230,7 +234,7 @@ class JobRunner:
                 raise _CrashRetry(exc) from exc
             logger.error("job %s: %s (crash %d); giving up", job.id, exc.reason, job.crashes + 1)
             return JobStatus.FAILED, ErrorOutcome(exc.message)
-        except GeneratorUnavailable as exc:
+        except ServiceUnavailable as exc:  # the generation server or the database
             if running.reason == "user":
                 return self._cancelled()
             if job.attempts < MAX_ATTEMPTS:

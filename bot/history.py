@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import aiosqlite
 
@@ -172,11 +172,31 @@ class HistoryEntry:
     asked_at: float
 
 
+class HistoryLog(Protocol):
+    """What the worker and the core read history through (and add a finished job to): this
+    node's `History`, or the shared one (`bot.history_postgres.PostgresHistory`)."""
+
+    async def add(self, record: HistoryRecord) -> None: ...
+
+    async def recent_turns(self, job: Job, limit: int) -> list[Turn]: ...
+
+    async def for_user(
+        self, platform: str, user: str, *, limit: int = 10
+    ) -> list[HistoryEntry]: ...
+
+    async def recent(self, *, limit: int = 20) -> list[dict[str, Any]]: ...
+
+    async def export_jsonl(self, out: TextIO) -> int: ...
+
+
 class History:
     """Reads the history table; writes go through the queue's completion transaction."""
 
     def __init__(self, db: BotDatabase) -> None:
         self._db = db
+
+    async def add(self, record: HistoryRecord) -> None:
+        """Nothing: the queue wrote the row in the transaction that finished the job."""
 
     async def recent_turns(self, job: Job, limit: int) -> list[Turn]:
         """The last answered turns of `job`'s conversation, oldest first, for follow-ups.

@@ -23,7 +23,7 @@ from adapters.base import Adapter
 from bot.delivery import Delivery
 from bot.errors import FolioError
 from bot.execution import MAX_ATTEMPTS, JobRunner, Running
-from bot.history import History
+from bot.history import HistoryLog
 from bot.jobs import ErrorOutcome, Job, JobKind, JobStatus, Outcome
 from bot.ports import AnswerEngine
 from bot.queue import JobQueue
@@ -46,7 +46,7 @@ class Worker:
         self,
         *,
         queue: JobQueue,
-        history: History,
+        history: HistoryLog,
         engine: AnswerEngine,
         executor: Executor,
         adapters: Mapping[str, Adapter],

@@ -331,6 +331,33 @@ class QueueSettings(BaseModel):
     )
 
 
+class StoreSettings(BaseModel):
+    backend: Literal["sqlite", "postgres"] = Field(
+        default="sqlite",
+        description="sqlite: this node's own documents.sqlite and FAISS files in the data dir; "
+        "postgres: documents, chunks, vectors (pgvector) and keyword search in one Postgres "
+        "database shared by every node (URL from FOLIO_DATABASE_URL or DATABASE_URL).",
+    )
+    pool_size: int = Field(default=4, ge=1, le=64, description="postgres: connections kept.")
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="postgres: giving up on one connection attempt."
+    )
+    pool_timeout_s: float = Field(
+        default=10.0, gt=0, le=600,
+        description="postgres: waiting for a connection (pool busy, or the database away) "
+        "before the job is put back in line.",
+    )
+    statement_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="postgres: the longest one query may run."
+    )
+    vector_search: Literal["exact", "hnsw"] = Field(
+        default="exact",
+        description="postgres: exact scans every vector of the collection (always the true "
+        "nearest); hnsw uses an approximate graph index (faster on very large collections).",
+    )
+    hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+
+
 class Settings(BaseSettings):
     """Every setting of Folio; see config/folio.toml for the documented defaults."""
 
@@ -351,6 +378,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     ingest: IngestSettings = IngestSettings()
     queue: QueueSettings = QueueSettings()
+    store: StoreSettings = StoreSettings()
     discord: DiscordSettings = DiscordSettings()
     slack: SlackSettings = SlackSettings()
     web: WebSettings = WebSettings()
@@ -361,6 +389,7 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(default=None, exclude=True)
     slack_signing_secret: SecretStr | None = Field(default=None, exclude=True)
     redis_url: SecretStr | None = Field(default=None, exclude=True)  # may carry a password
+    database_url: SecretStr | None = Field(default=None, exclude=True)  # may carry a password
     generator_api_key: SecretStr | None = Field(default=None, exclude=True)
     web_password: SecretStr | None = Field(default=None, exclude=True)
     web_admin_token: SecretStr | None = Field(default=None, exclude=True)
@@ -382,6 +411,25 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message must not echo the URL: it may carry a password.
+        if value is not None and not re.match(
+            r"^postgres(ql)?://\S+$", value.get_secret_value().strip()
+        ):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _store_backend_needs(self) -> Settings:
+        if self.store.backend == "postgres" and self.database_url is None:
+            raise ValueError(
+                'store.backend = "postgres" needs the database URL in FOLIO_DATABASE_URL or '
+                "DATABASE_URL (e.g. postgresql://folio@127.0.0.1:5432/folio)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _queue_backend_needs(self) -> Settings:
@@ -452,6 +500,7 @@ _SECRET_ENV = {
     "slack_app_token": "SLACK_APP_TOKEN",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
     "redis_url": "FOLIO_REDIS_URL",
+    "database_url": "FOLIO_DATABASE_URL",
     "generator_api_key": "FOLIO_GENERATOR_API_KEY",
     "web_password": "FOLIO_WEB_PASSWORD",
     "web_admin_token": "FOLIO_WEB_ADMIN_TOKEN",
@@ -472,6 +521,8 @@ def load_settings(**overrides: Any) -> Settings:
     }
     if "redis_url" not in secrets and os.environ.get("REDIS_URL"):  # the usual name on PaaS
         secrets["redis_url"] = SecretStr(os.environ["REDIS_URL"])
+    if "database_url" not in secrets and os.environ.get("DATABASE_URL"):
+        secrets["database_url"] = SecretStr(os.environ["DATABASE_URL"])
     try:
         return Settings(**{**secrets, **overrides})
     except ValidationError as exc:
@@ -499,6 +550,9 @@ def _reject_secrets_in_file(config_file: Path) -> None:
     queue = data.get("queue")
     if isinstance(queue, dict) and "redis_url" in queue:
         found.append("redis_url")
+    store = data.get("store")
+    if isinstance(store, dict) and "database_url" in store:
+        found.append("database_url")
     web = data.get("web")
     if isinstance(web, dict):
         found.extend(f"web_{key}" for key in ("password", "admin_token", "secret") if key in web)

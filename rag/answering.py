@@ -27,7 +27,7 @@ from rag.normalize import strip_invisible
 from rag.options import EngineOptions
 from rag.prompt import PromptBuilder, sanitize
 from rag.sentence_vectors import SentenceVectors
-from rag.store import DocumentStore
+from rag.storage import Store
 from rag.types import (
     Answer,
     AnswerProgress,
@@ -52,7 +52,7 @@ class AnswerPipeline:
 
     def __init__(
         self,
-        store: DocumentStore,
+        store: Store,
         embedder: Callable[[], Embedder],
         generator: Callable[[], Generator],
         retrieve: Retrieve,

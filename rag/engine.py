@@ -17,9 +17,9 @@ from pathlib import Path
 
 from rag.abstain import AbstentionRules, vocabulary_of
 from rag.answering import AnswerPipeline
+from rag.backends import IndexFactory
 from rag.embed import Embedder
 from rag.generate import Generator
-from rag.index import FaissIndex
 from rag.ingest import IngestPipeline
 from rag.lazy import Lazy
 from rag.normalize import strip_invisible
@@ -28,7 +28,7 @@ from rag.originals import OriginalFiles
 from rag.reembed import reconcile_embedder
 from rag.retrieve import HybridRetriever
 from rag.sentence_vectors import SentenceVectors
-from rag.store import DocumentStore
+from rag.storage import Store, VectorIndex
 from rag.types import (
     Answer,
     CancelCheck,
@@ -47,14 +47,15 @@ logger = logging.getLogger(__name__)
 
 
 class RagEngine:
-    """Implements bot.ports.AnswerEngine over a SQLite store, a FAISS index and local models."""
+    """Implements bot.ports.AnswerEngine over a document store, a vector index (built from
+    `index` once the embedder's dimension is known) and local models."""
 
     def __init__(
         self,
-        store: DocumentStore,
+        store: Store,
         embedder: Callable[[], Embedder],
         generator: Callable[[], Generator],
-        index_dir: Path,
+        index: IndexFactory,
         options: EngineOptions,
         originals: OriginalFiles | None = None,
     ) -> None:
@@ -62,7 +63,7 @@ class RagEngine:
         self._originals = originals  # the PDFs as uploaded, for opening a cited page
         self._embedder = Lazy(embedder)
         self._generator = Lazy(generator)
-        self._index = Lazy(lambda: FaissIndex(index_dir, self._embedder.get().dimension))
+        self._index = Lazy(lambda: index(self._embedder.get().dimension))
         self._options = options
         self._vocabulary = Lazy(lambda: vocabulary_of(self._embedder.get()))
         self._reconciled: set[str] = set()  # collections whose embedder was checked
@@ -116,7 +117,7 @@ class RagEngine:
             if callable(close):
                 close()  # the model's child process, if it has one
 
-    def _ready_index(self, collection: str) -> FaissIndex:
+    def _ready_index(self, collection: str) -> VectorIndex:
         """The collection's vector index as of SQLite's latest document write.
 
         Another process (`folio ingest` beside the running bot, a second node) may have written
@@ -139,7 +140,7 @@ class RagEngine:
                     self._rebuild_index(index, collection, current)
         return index
 
-    def _rebuild_index(self, index: FaissIndex, collection: str, generation: int) -> None:
+    def _rebuild_index(self, index: VectorIndex, collection: str, generation: int) -> None:
         """Rebuild from SQLite's vectors (under the index lock, so no engine writes meanwhile)."""
         if self._store.chunk_ids(collection) or index.ids(collection):
             logger.info("vector index of %r is behind the database; rebuilding", collection)

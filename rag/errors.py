@@ -20,17 +20,41 @@ class GenerationCancelled(FolioError):
         super().__init__("Cancelled.")
 
 
-class GeneratorUnavailable(FolioError):
-    """The generation server could not be reached, timed out, or broke off an answer.
+class ServiceUnavailable(FolioError):
+    """A service Folio needs (the generation server, the shared database) is away.
 
-    Transient: the worker puts the job back in the queue and tries again a little later.
+    Transient: the worker puts the job back in the queue and tries again a little later,
+    posting `waiting` (one line) meanwhile, and gives up with the message after a few tries.
     """
+
+    waiting = "A service Folio needs is not answering"
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class GeneratorUnavailable(ServiceUnavailable):
+    """The generation server could not be reached, timed out, or broke off an answer."""
+
+    waiting = "The generation server is not answering"
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"The generation server at {url} is unreachable ({reason}); "
-                         "please try again in a few minutes.")
+                         "please try again in a few minutes.", reason)
         self.url = url
-        self.reason = reason
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The shared database could not be reached, timed out, or dropped the connection; what
+    was being written was rolled back whole."""
+
+    waiting = "The database is not answering"
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"The database at {where} is unreachable ({reason}); "
+                         "please try again in a few minutes.", reason)
+        self.where = where
 
 
 class DataFolderError(FolioError):

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 
 from config.settings import Settings
+from rag.backends import open_storage
 from rag.compose import CompositionLimits
 from rag.embed import Embedder, make_embedder
 from rag.engine import RagEngine
@@ -18,7 +19,6 @@ from rag.originals import OriginalFiles
 from rag.parse import ParseLimits
 from rag.prompt import PromptLimits
 from rag.retrieve import RetrievalParams
-from rag.store import DocumentStore
 
 
 def engine_options(settings: Settings) -> EngineOptions:
@@ -119,11 +119,12 @@ def build_engine(
             return IsolatedGenerator(local)
         return local()
 
+    store, index = open_storage(settings)
     return RagEngine(
-        DocumentStore(settings.documents_db),
+        store,
         embedder,
         generator or make_generator,
-        settings.index_dir,
+        index,
         options,
         OriginalFiles(settings.originals_dir),
     )

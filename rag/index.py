@@ -21,31 +21,17 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from config.errors import ConfigError
 from rag.embed import Vectors
+from rag.storage import VectorIndex
 
 logger = logging.getLogger(__name__)
 
-
-class VectorIndex(Protocol):
-    """Nearest-neighbour search over chunk vectors, scoped by collection."""
-
-    def add(self, collection: str, ids: Sequence[int], vectors: Vectors) -> None: ...
-
-    def remove(self, collection: str, ids: Sequence[int]) -> None: ...
-
-    def search(self, collection: str, query: Vectors, limit: int) -> list[tuple[int, float]]: ...
-
-    def ensure_consistent(
-        self,
-        collection: str,
-        expected_ids: Sequence[int],
-        source: Iterator[tuple[list[int], Vectors]],
-    ) -> bool: ...
+__all__ = ["FaissIndex", "VectorIndex", "generation_file", "index_file", "lock_file"]
 
 
 def _faiss() -> Any:

@@ -21,13 +21,12 @@ from typing import TypeVar
 
 from rag.chunk import Chunk, chunk_document
 from rag.embed import Embedder
-from rag.errors import BadDocumentError, NotFoundError
-from rag.index import FaissIndex
+from rag.errors import BadDocumentError, DatabaseUnavailable, NotFoundError
 from rag.normalize import strip_invisible
 from rag.options import EngineOptions
 from rag.originals import OriginalFiles
 from rag.parse import ParsedDocument, parse_pdf, sha256_of
-from rag.store import DocumentStore
+from rag.storage import Store, VectorIndex
 from rag.types import (
     DocumentInfo,
     FileOutcome,
@@ -62,10 +61,10 @@ class IngestPipeline:
 
     def __init__(
         self,
-        store: DocumentStore,
+        store: Store,
         embedder: Callable[[], Embedder],
-        index: Callable[[], FaissIndex],
-        ready_index: Callable[[str], FaissIndex],
+        index: Callable[[], VectorIndex],
+        ready_index: Callable[[str], VectorIndex],
         options: EngineOptions,
         originals: OriginalFiles | None,
         state: threading.RLock,
@@ -245,6 +244,9 @@ class IngestPipeline:
                 removed, ids = self._store.put_document(
                     collection, name, prepared.sha256, parsed, chunks, matrix
                 )
+            except DatabaseUnavailable:
+                self._drop_original(collection, prepared.sha256)
+                raise  # rolled back whole; the worker tries the job again
             except (sqlite3.Error, OSError) as exc:
                 # One transaction: SQLite rolled back, the index never saw the file. A full or
                 # read-only disk is an expected fault, so one log line, not a traceback.

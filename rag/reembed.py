@@ -16,8 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.embed import Embedder, identity_of
-from rag.index import FaissIndex
-from rag.store import DocumentStore
+from rag.storage import Store, VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ SAME_VECTORS = 0.999  # worst cosine for stored vectors to count as this embedde
 
 
 def reconcile_embedder(
-    store: DocumentStore, index: FaissIndex, embedder: Embedder, collection: str
+    store: Store, index: VectorIndex, embedder: Embedder, collection: str
 ) -> int:
     """Make the collection's vectors the embedder's own; return how many chunks were
     re-embedded (0 when they already were)."""
@@ -54,7 +53,7 @@ def reconcile_embedder(
     return len(ids)
 
 
-def _reproduces(store: DocumentStore, embedder: Embedder, ids: Sequence[int]) -> bool:
+def _reproduces(store: Store, embedder: Embedder, ids: Sequence[int]) -> bool:
     stored = store.raw_vectors(ids)
     width = embedder.dimension * 4
     if len(stored) != len(ids) or any(len(blob) != width for blob in stored.values()):

@@ -1,4 +1,5 @@
-"""Hybrid retrieval: dense (FAISS) + keyword (FTS5 BM25), fused with reciprocal rank fusion."""
+"""Hybrid retrieval: dense (FAISS or pgvector) + keyword (FTS5 BM25 or Postgres full-text
+search), fused with reciprocal rank fusion."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.embed import Embedder
-from rag.index import VectorIndex
-from rag.store import DocumentStore
+from rag.storage import Store, VectorIndex
 from rag.types import Passage
 
 
@@ -38,7 +38,7 @@ class HybridRetriever:
 
     def __init__(
         self,
-        store: DocumentStore,
+        store: Store,
         index: VectorIndex,
         embedder: Embedder,
         params: RetrievalParams,

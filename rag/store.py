@@ -12,7 +12,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +22,10 @@ from rag.embed import Vectors
 from rag.errors import DataFolderError
 from rag.normalize import FUNCTION_WORDS
 from rag.parse import ParsedDocument
+from rag.storage import StoredChunk
 from rag.types import DocumentInfo
 
+# The first release's schema; everything after it is a recorded migration below.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     id INTEGER PRIMARY KEY,
@@ -57,14 +58,6 @@ CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
     text, tokenize = 'porter unicode61 remove_diacritics 2'
 );
-CREATE TABLE IF NOT EXISTS generations (
-    collection TEXT PRIMARY KEY,
-    generation INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS collection_embedders (
-    collection TEXT PRIMARY KEY,
-    identity TEXT NOT NULL  -- what made the collection's vectors (rag.embed.identity_of)
-);
 """
 
 # Additive schema changes after the first release, in order; each runs once per database file, in
@@ -81,6 +74,26 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
             "ALTER TABLE chunks ADD COLUMN from_image INTEGER NOT NULL DEFAULT 0",
             "ALTER TABLE documents ADD COLUMN pages_from_images INTEGER NOT NULL DEFAULT 0",
             "ALTER TABLE documents ADD COLUMN parser TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
+    (
+        # Folio 0.1 created these two unrecorded (IF NOT EXISTS at every open), so a file from
+        # then already has them: IF NOT EXISTS keeps this one a no-op there.
+        "m002_generations",
+        (
+            # document writes per collection, so a process sees that its vector index is behind
+            """CREATE TABLE IF NOT EXISTS generations (
+                collection TEXT PRIMARY KEY, generation INTEGER NOT NULL
+            )""",
+        ),
+    ),
+    (
+        "m003_collection_embedders",
+        (
+            # what made each collection's vectors (rag.embed.identity_of)
+            """CREATE TABLE IF NOT EXISTS collection_embedders (
+                collection TEXT PRIMARY KEY, identity TEXT NOT NULL
+            )""",
         ),
     ),
 ]
@@ -116,14 +129,6 @@ _STOPWORDS = FUNCTION_WORDS | frozenset(
 _WORD = re.compile(r"[\w][\w.%-]*[\w%]|[\w]", re.UNICODE)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredChunk:
-    chunk_id: int
-    document: str
-    page: int
-    text: str
-
-
 def question_terms(question: str) -> list[str]:
     """The distinct content terms of a question, lower case, in order."""
     terms: list[str] = []
@@ -148,8 +153,12 @@ def _read_only(folder: Path) -> bool:
         return False
 
 
+__all__ = ["DocumentStore", "StoredChunk", "keyword_query", "question_terms"]
+
+
 class DocumentStore:
-    """Thread-safe access to the documents database (one connection, serialised by a lock)."""
+    """The embedded `rag.storage.Store`: one SQLite file, one connection serialised by a lock
+    (thread-safe), keyword search by FTS5 BM25."""
 
     def __init__(self, path: Path) -> None:
         db: sqlite3.Connection | None = None

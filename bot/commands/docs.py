@@ -7,9 +7,9 @@ from config.settings import Settings
 
 
 def cmd_docs(settings: Settings, collection: str, *, as_json: bool) -> int:
-    from rag.store import DocumentStore
+    from rag.backends import open_store
 
-    store = DocumentStore(settings.documents_db)
+    store = open_store(settings)
     try:
         docs = store.documents(collection)
     finally:

@@ -12,15 +12,29 @@ async def cmd_history(settings: Settings, *, limit: int, export: bool) -> int:
     from bot.history import History
     from bot.migrations import BotDatabase
 
-    db = await BotDatabase.open(settings.bot_db)
-    try:
-        history = History(db)
-        if export:
-            await history.export_jsonl(sys.stdout)
-            return 0
-        entries = await history.recent(limit=limit)
-    finally:
-        await db.close()
+    if settings.store.backend == "postgres":  # every node's answers, in the shared database
+        from bot.history_postgres import PostgresHistory
+        from rag.backends import postgres_options
+        from rag.postgres import PostgresDatabase
+
+        shared = PostgresHistory(PostgresDatabase(postgres_options(settings)))
+        try:
+            if export:
+                await shared.export_jsonl(sys.stdout)
+                return 0
+            entries = await shared.recent(limit=limit)
+        finally:
+            shared.close()
+    else:
+        db = await BotDatabase.open(settings.bot_db)
+        try:
+            history = History(db)
+            if export:
+                await history.export_jsonl(sys.stdout)
+                return 0
+            entries = await history.recent(limit=limit)
+        finally:
+            await db.close()
     if not entries:
         print("No conversations yet.")
         return 0

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 def ingest_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
     """Cold ingest into an empty collection, then embedding alone on the stored chunk texts."""
+    from rag.backends import open_store
     from rag.factory import build_engine
     from rag.ingest import EMBED_BATCH
-    from rag.store import DocumentStore
 
     with MemoryWatch() as memory:
         engine = build_engine(settings)
@@ -33,7 +33,7 @@ def ingest_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
             embedder = engine.embedder  # loaded here, so the ingest time is documents only
             load_s = time.perf_counter() - started
             report = engine.ingest_paths([plan.docs], collection=plan.collection)
-            store = DocumentStore(settings.documents_db)
+            store = open_store(settings)
             try:
                 ids = store.chunk_ids(plan.collection)
                 stored = store.chunks(ids)

@@ -18,6 +18,8 @@ _ROOT = _TESTS.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+from postgres_fixtures import postgres_server, postgres_url  # noqa: E402, F401
+
 from config.settings import Settings, load_settings  # noqa: E402
 
 # Variables that would change what load_settings() returns.

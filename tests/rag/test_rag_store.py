@@ -1,9 +1,10 @@
-"""The SQLite document store without models: keyword queries, FTS5 safety, scoping, deletes."""
+"""The document store without models, on SQLite and on Postgres (a real server on loopback):
+keyword queries, FTS5 safety, scoping, deletes, generations, migrations."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,14 @@ from hypothesis import strategies as st
 
 from rag.chunk import chunk_document
 from rag.parse import PageText, ParsedDocument
+from rag.storage import Store
 from rag.store import DocumentStore, keyword_query
 
 DIMENSION = 4
+MIGRATIONS = ["m001_text_from_images", "m002_generations", "m003_collection_embedders"]
 
 
-def put(store: DocumentStore, collection: str, name: str, pages: list[str], sha: str = "") -> None:
+def put(store: Store, collection: str, name: str, pages: list[str], sha: str = "") -> None:
     parsed = ParsedDocument(
         title="", pages=[PageText(i + 1, t, has_text=True) for i, t in enumerate(pages)]
     )
@@ -29,24 +32,48 @@ def put(store: DocumentStore, collection: str, name: str, pages: list[str], sha:
     )
 
 
-def texts(store: DocumentStore, ids: list[int]) -> list[str]:
+def texts(store: Store, ids: list[int]) -> list[str]:
     found = store.chunks(ids)
     return [found[i].text for i in ids]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Opens the test's database (again: another process's, or another node's, view). Every
+    test of the store contract runs on both back ends."""
+    opened: list[Store] = []
+
+    def sqlite() -> Store:
+        return DocumentStore(tmp_path / "documents.sqlite")
+
+    def make() -> Store:
+        opened.append(factory())
+        return opened[-1]
+
+    if request.param == "postgres":
+        from rag.postgres import PostgresDatabase, PostgresOptions
+        from rag.postgres_store import PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+
+        def factory() -> Store:
+            return PostgresStore(PostgresDatabase(PostgresOptions(url=url, pool_size=2)))
+    else:
+        factory = sqlite
+    yield make
+    for each in opened:
+        each.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[DocumentStore]:
-    store = DocumentStore(tmp_path / "documents.sqlite")
-    yield store
-    store.close()
+def store(open_store: Callable[[], Store]) -> Store:
+    return open_store()
 
 
-@pytest.fixture(scope="module")
-def fts_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentStore]:
-    store = DocumentStore(tmp_path_factory.mktemp("fts") / "documents.sqlite")
+@pytest.fixture
+def fts_store(store: Store) -> Store:
     put(store, "c", "notes.pdf", ["Alpha near beta. The OR gate and the NOT gate. Cost: 5%."])
-    yield store
-    store.close()
+    return store
 
 
 def test_keyword_query_quotes_terms_and_drops_stopwords() -> None:
@@ -95,14 +122,14 @@ def test_keyword_query_of_only_stopwords_is_empty() -> None:
     ],
 )
 def test_fts5_syntax_in_a_question_is_searched_as_words(
-    fts_store: DocumentStore, question: str
+    fts_store: Store, question: str
 ) -> None:
     ids = fts_store.keyword_search("c", question, 10)
     assert all(isinstance(i, int) for i in ids)
     assert len(fts_store.documents("c")) == 1
 
 
-def test_operators_are_words_not_syntax(fts_store: DocumentStore) -> None:
+def test_operators_are_words_not_syntax(fts_store: Store) -> None:
     # "near" and "not" are matched as plain words of the text.
     assert fts_store.keyword_search("c", "NEAR", 10)
     assert fts_store.keyword_search("c", "NOT", 10)
@@ -121,7 +148,7 @@ def test_no_question_breaks_the_keyword_search(question: str) -> None:
         db.execute("SELECT rowid FROM f WHERE f MATCH ?", (query,)).fetchall()
 
 
-def test_keyword_search_ranks_and_is_scoped_to_the_collection(store: DocumentStore) -> None:
+def test_keyword_search_ranks_and_is_scoped_to_the_collection(store: Store) -> None:
     put(store, "a", "ferries.pdf", ["The Marrow Island ferry departs from Pier 7 every hour."])
     put(store, "a", "cats.pdf", ["Cats sleep most of the day and the ferry is irrelevant."])
     put(store, "b", "secret.pdf", ["The Marrow Island ferry secret code is 4471."])
@@ -132,13 +159,27 @@ def test_keyword_search_ranks_and_is_scoped_to_the_collection(store: DocumentSto
     assert store.keyword_search("b", "cats sleep", 10) == []
 
 
-def test_keyword_search_matches_the_file_name(store: DocumentStore) -> None:
+def test_a_rare_word_outweighs_a_common_one_repeated(store: Store) -> None:
+    """BM25's idf on both back ends: the chunk with the rare word comes first, not the one that
+    repeats the word every chunk has (Postgres's ts_rank alone would rank it first)."""
+    put(store, "a", "repeats.pdf", ["Harbour harbour harbour harbour notes for the harbour."])
+    put(store, "a", "rare.pdf", ["The harbour has a lighthouse."])
+    for number in range(4):
+        put(store, "a", f"filler{number}.pdf", [f"The harbour opens at {number} o'clock."])
+    ids = store.keyword_search("a", "harbour lighthouse", 10)
+    assert "lighthouse" in texts(store, ids)[0]
+    store.delete_document("a", "rare.pdf")  # and its statistics go with it
+    put(store, "a", "rare.pdf", ["The harbour has a lighthouse."])
+    assert "lighthouse" in texts(store, store.keyword_search("a", "harbour lighthouse", 10))[0]
+
+
+def test_keyword_search_matches_the_file_name(store: Store) -> None:
     put(store, "a", "harbour_timetable-2024.pdf", ["Departures are listed below for each day."])
     assert store.keyword_search("a", "timetable", 10)
 
 
 def test_replacing_a_document_removes_its_old_text_from_keyword_search(
-    store: DocumentStore,
+    store: Store,
 ) -> None:
     put(store, "a", "guide.pdf", ["The old price was seventeen euros per ticket."])
     put(store, "a", "guide.pdf", ["The new price is fourteen euros per ticket."])
@@ -147,7 +188,7 @@ def test_replacing_a_document_removes_its_old_text_from_keyword_search(
     assert [d.name for d in store.documents("a")] == ["guide.pdf"]
 
 
-def test_delete_removes_pages_chunks_and_keywords(store: DocumentStore) -> None:
+def test_delete_removes_pages_chunks_and_keywords(store: Store) -> None:
     put(store, "a", "guide.pdf", ["The lighthouse keeper lives on the north cape."])
     put(store, "a", "other.pdf", ["Unrelated text about gardening and tomatoes."])
     ids = store.chunk_ids("a")
@@ -160,7 +201,7 @@ def test_delete_removes_pages_chunks_and_keywords(store: DocumentStore) -> None:
     assert [d.name for d in store.documents("a")] == ["other.pdf"]
 
 
-def test_page_text_and_find_by_sha_are_scoped(store: DocumentStore) -> None:
+def test_page_text_and_find_by_sha_are_scoped(store: Store) -> None:
     put(store, "a", "guide.pdf", ["Page one text is here.", "Page two text is here."], sha="s1")
     assert store.page_text("a", "guide.pdf", 2) == "Page two text is here."
     assert store.page_text("b", "guide.pdf", 2) is None
@@ -170,7 +211,7 @@ def test_page_text_and_find_by_sha_are_scoped(store: DocumentStore) -> None:
 
 
 def test_every_document_write_moves_the_collection_generation_and_a_no_op_does_not(
-    store: DocumentStore, tmp_path: Path
+    store: Store, open_store: Callable[[], Store]
 ) -> None:
     assert store.generation("a") == 0
     put(store, "a", "guide.pdf", ["The ferry leaves at seven."])
@@ -180,11 +221,8 @@ def test_every_document_write_moves_the_collection_generation_and_a_no_op_does_n
     store.delete_document("a", "guide.pdf")
     assert store.generation("a") == 3
     assert store.delete_document("a", "guide.pdf") == [] and store.generation("a") == 3
-    other = DocumentStore(tmp_path / "documents.sqlite")  # another process's view
-    try:
-        assert (other.generation("a"), other.generation("b")) == (3, 1)
-    finally:
-        other.close()
+    other = open_store()  # another process's view
+    assert (other.generation("a"), other.generation("b")) == (3, 1)
 
 
 _FIRST_RELEASE_SCHEMA = """
@@ -204,13 +242,46 @@ INSERT INTO pages VALUES (1, 1, 'The old page about the harbour.', 1);
 """
 
 
+def test_a_new_database_records_every_migration_and_has_every_table(tmp_path: Path) -> None:
+    store = DocumentStore(tmp_path / "documents.sqlite")
+    try:
+        assert store.migrations() == MIGRATIONS
+        store.set_embedder_identity("c", "hash/8/fp32")  # m003's table
+        assert store.embedder_identity("c") == "hash/8/fp32"
+        assert store.generation("c") == 0  # m002's table
+    finally:
+        store.close()
+
+
+def test_a_database_that_had_the_unrecorded_tables_gets_them_recorded(tmp_path: Path) -> None:
+    """Folio 0.1 created `generations` and `collection_embedders` at every open, unrecorded;
+    their migrations find them there and only record themselves, keeping the rows."""
+    path = tmp_path / "documents.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(_FIRST_RELEASE_SCHEMA)
+        db.executescript(
+            "CREATE TABLE generations (collection TEXT PRIMARY KEY, generation INTEGER NOT NULL);"
+            "CREATE TABLE collection_embedders (collection TEXT PRIMARY KEY, identity TEXT"
+            " NOT NULL);"
+            "INSERT INTO generations VALUES ('c', 7);"
+            "INSERT INTO collection_embedders VALUES ('c', 'old/384/fp32');"
+        )
+    store = DocumentStore(path)
+    try:
+        assert store.migrations() == MIGRATIONS
+        assert store.generation("c") == 7
+        assert store.embedder_identity("c") == "old/384/fp32"
+    finally:
+        store.close()
+
+
 def test_an_existing_database_is_upgraded_once_and_keeps_its_documents(tmp_path: Path) -> None:
     path = tmp_path / "documents.sqlite"
     with sqlite3.connect(path) as db:
         db.executescript(_FIRST_RELEASE_SCHEMA)
     store = DocumentStore(path)
     try:
-        assert store.migrations() == ["m001_text_from_images"]
+        assert store.migrations() == MIGRATIONS
         [old] = store.documents("c")
         assert (old.name, old.pages, old.pages_from_images) == ("old.pdf", 1, 0)
         assert store.page_text("c", "old.pdf", 1) == "The old page about the harbour."
@@ -219,12 +290,12 @@ def test_an_existing_database_is_upgraded_once_and_keeps_its_documents(tmp_path:
         store.close()
     again = DocumentStore(path)  # opening again applies nothing twice
     try:
-        assert again.migrations() == ["m001_text_from_images"]
+        assert again.migrations() == MIGRATIONS
     finally:
         again.close()
 
 
-def test_text_read_from_images_is_stored_as_such(store: DocumentStore) -> None:
+def test_text_read_from_images_is_stored_as_such(store: Store) -> None:
     pages = [
         PageText(1, "", has_text=True, image_text="The scanned contract is signed.", scanned=True),
         PageText(2, "Figure 2 shows the crane.", has_text=True, image_text="Crane load 40 t"),
@@ -241,3 +312,11 @@ def test_text_read_from_images_is_stored_as_such(store: DocumentStore) -> None:
     assert store.quote_from_image("c", "scan.pdf", 1, "contract is signed")
     assert store.quote_from_image("c", "scan.pdf", 2, "crane load 40 t")
     assert not store.quote_from_image("c", "scan.pdf", 2, "Figure 2 shows the crane")
+
+
+def test_diacritics_do_not_matter_to_keyword_search(store: Store) -> None:
+    put(store, "a", "survey.pdf", ["Žemgulys et al. recognised referee signals in Kaunas."])
+    assert store.keyword_search("a", "Zemgulys referee", 10)
+    assert store.term_in_collection("a", "zemgulys")
+    assert store.term_in_collection("a", "zemgul", prefix=True)
+    assert store.keyword_search("a", "Žemgulys", 10)
