@@ -72,6 +72,15 @@ def open_document(data: bytes) -> Any:
         raise BadDocumentError(f"PDFium cannot read it ({_reason(exc)})") from None
 
 
+def document_title(document: Any) -> str:
+    """The Title of the document information dictionary, or "" (PDFium raises on odd ones)."""
+    pdfium = _module()
+    try:
+        return str(document.get_metadata_value("Title") or "")
+    except (pdfium.PdfiumError, KeyError, ValueError, UnicodeError):
+        return ""
+
+
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text.replace("Failed to load document ", "").strip("(). ")[:100]
