@@ -19,7 +19,7 @@ from typing import Any
 from bot.core import BotCore
 from bot.errors import GeneratorCrashed, GeneratorUnavailable
 from config.settings import Settings
-from rag.engine import build_engine
+from rag.factory import build_engine
 
 logger = logging.getLogger(__name__)
 

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any
 
+from bot.commands.ask import cmd_ask
+from bot.commands.docs import cmd_docs, cmd_forget
+from bot.commands.doctor import cmd_doctor
+from bot.commands.history import cmd_history
+from bot.commands.ingest import cmd_ingest
 from bot.errors import FolioError
+from bot.logfile import setup_logging
 from config.errors import ConfigError
-from config.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from rag.model_check import ModelCheck
+from config.settings import load_settings
 
 logger = logging.getLogger("folio")
 
@@ -80,13 +79,11 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
 
 
 def _add_optional_commands(commands: Any) -> None:
-    """Commands that live in their own modules (evaluation, benchmarks)."""
-    for module_name in ("bot.evaluate", "bot.bench"):
-        try:
-            module = __import__(module_name, fromlist=["add_command"])
-        except ImportError:
-            continue
-        module.add_command(commands)
+    """The measurement commands (evaluation, benchmarks), which add their own options."""
+    from bot.measure import bench, evaluate
+
+    evaluate.add_command(commands)
+    bench.add_command(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,13 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["data_dir"] = args.data_dir
     if args.log_level is not None:
         overrides["log_level"] = args.log_level
+    command = args.command or "run"
+    if args.collection and command in ("run", "chat"):
+        overrides["default_collection"] = args.collection  # the terminal chat's collection
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:
         print(f"folio: {exc}", file=sys.stderr)
         return 2
-    command = args.command or "run"
-    _setup_logging(settings, interactive=command in ("run", "chat"))
+    setup_logging(settings, interactive=command in ("run", "chat"))
     collection = args.collection or settings.default_collection
     try:
         if command in ("run", "chat"):
@@ -134,350 +133,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
-
-
-class LogFileHandler(logging.FileHandler):
-    """The log file, which must never be the thing that breaks: on a full or read-only disk it
-    says so once on stderr, drops records for a minute, then tries the file again."""
-
-    RETRY_S = 60.0
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, encoding="utf-8", delay=True)
-        self._paused_until = 0.0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if time.monotonic() < self._paused_until:
-            return
-        super().emit(record)
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        error = sys.exc_info()[1]
-        if not isinstance(error, OSError):
-            super().handleError(record)
-            return
-        if self._paused_until == 0.0:
-            print(f"folio: cannot write the log file {self.baseFilename} "
-                  f"({error.strerror or error}); logging to the terminal only for now",
-                  file=sys.stderr)
-        self._paused_until = time.monotonic() + self.RETRY_S
-        with contextlib.suppress(OSError):
-            self.close()  # reopened (delay=True) on the next try
-
-
-def _setup_logging(settings: Settings, *, interactive: bool) -> None:
-    """Full log to data_dir/logs/folio.log; the terminal only gets warnings (chat stays clean)."""
-    root = logging.getLogger()
-    root.setLevel(settings.log_level)
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING if interactive else logging.ERROR)
-    console.setFormatter(logging.Formatter("folio: %(levelname)s: %(message)s"))
-    handlers: list[logging.Handler] = [console]
-    log_dir = settings.data_dir / "logs"
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"folio: no log file: cannot create {log_dir} ({exc.strerror or exc})",
-              file=sys.stderr)
-    else:
-        file_handler = LogFileHandler(log_dir / "folio.log")
-        file_handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
-        handlers.insert(0, file_handler)
-    root.handlers[:] = handlers
-    for noisy in ("sentence_transformers", "transformers", "faiss", "httpx", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    _quiet_vendor_output()
-
-
-def _quiet_vendor_output() -> None:
-    """Hide the vendor progress bars and warnings that would clutter a human's terminal."""
-    import os
-    import warnings
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TQDM_DISABLE", "0")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
-# --- commands ------------------------------------------------------------------------------
-
-
-def _engine(settings: Settings) -> Any:
-    from rag.engine import build_engine
-
-    return build_engine(settings)
-
-
-def cmd_ingest(settings: Settings, collection: str, paths: list[Path], *, as_json: bool) -> int:
-    from tqdm import tqdm
-
-    from bot.render import render_ingest
-    from rag.types import FileOutcome
-
-    engine = _engine(settings)
-    bars: dict[str, Any] = {}
-
-    def progress(name: str, done: int, total: int) -> None:
-        bar = bars.get(name)
-        if bar is None:
-            bar = bars[name] = tqdm(
-                total=total, desc=_short_name(name), unit="page", leave=True,
-                disable=as_json, file=sys.stderr, dynamic_ncols=True,
-            )
-        bar.update(done - bar.n)
-
-    def file_done(outcome: FileOutcome) -> None:
-        bar = bars.pop(outcome.name, None)
-        if bar is not None:
-            bar.close()
-        if not as_json:
-            line = {
-                "added": "added", "replaced": "replaced (new version)",
-                "duplicate": "already indexed", "failed": "FAILED",
-            }[outcome.status]
-            detail = f": {outcome.reason}" if outcome.reason else ""
-            tqdm.write(f"  {outcome.name}: {line}{detail}", file=sys.stderr)
-
-    try:
-        report = engine.ingest_paths(
-            paths, collection=collection, on_progress=progress, on_file_done=file_done
-        )
-    finally:
-        engine.close()
-    if as_json:
-        _print_json({
-            "collection": collection,
-            "files": report.files,
-            "pages": report.pages,
-            "chunks": report.chunks,
-            "duplicates": [o.name for o in report.duplicates],
-            "failures": [[o.name, o.reason] for o in report.failures],
-            "seconds": round(report.seconds, 2),
-        })
-    else:
-        print(render_ingest(report))
-    return 1 if report.failures else 0
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _short_name(name: str, width: int = 28) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
-def answer_record(answer: Any, seconds: float) -> dict[str, Any]:
-    """The JSON shape of an answer (shared by `ask --json` and `folio eval`)."""
-    from bot.render import render_answer
-
-    return {
-        # What the user sees: for an abstention, the reply that names the closest pages.
-        "answer": render_answer(answer) if answer.abstained else answer.text,
-        "citations": [[c.document, c.page, c.quote] for c in answer.citations],
-        "cited_from_images": [[c.document, c.page] for c in answer.citations if c.from_image],
-        "retrieved": [[p.document, p.page] for p in answer.retrieved],
-        "abstained": answer.abstained,
-        "shortened": answer.shortened,
-        "seconds": round(seconds, 3),
-        "ttft_seconds": (
-            round(answer.timings.retrieval + answer.timings.first_token, 3)
-            if answer.timings.first_token is not None
-            else None
-        ),
-        "tokens": answer.tokens,
-        "model": answer.model,
-    }
-
-
-def cmd_ask(
-    settings: Settings, collection: str, question: str, *, verbose: bool, as_json: bool,
-    out: TextIO | None = None,
-) -> int:
-    from bot.render import render_answer
-    from rag.types import AnswerProgress
-
-    out = out or sys.stdout
-    engine = _engine(settings)
-    if not engine.documents(collection):
-        engine.close()
-        raise FolioError(
-            f"Nothing is indexed in collection {collection!r} yet: run `folio ingest PATH` first."
-        )
-    streamed = [0]
-
-    def progress(event: AnswerProgress) -> None:
-        # Stream the answer as it is written (people only; JSON waits for the end).
-        if as_json or event.stage != "writing" or not event.partial_text:
-            return
-        out.write(event.partial_text[streamed[0]:])
-        out.flush()
-        streamed[0] = len(event.partial_text)
-
-    started = time.perf_counter()
-    try:
-        answer = engine.answer(question, collection=collection, on_progress=progress)
-    finally:
-        engine.close()
-    seconds = time.perf_counter() - started
-    if as_json:
-        _print_json({"question": question, **answer_record(answer, seconds)}, out)
-        return 0
-    final = render_answer(answer)
-    if streamed[0]:
-        # What streamed was the raw draft; grounding may have dropped unsupported sentences
-        # (or abstained), so the checked answer follows it.
-        out.write("\n\n" + ("" if answer.abstained else "Checked against the documents:\n"))
-    out.write(final + "\n")
-    if answer.citations:
-        for citation in answer.citations:
-            out.write(f'  {citation.render()} "{citation.quote}"\n')
-    if verbose:
-        out.write("\nRetrieved passages:\n")
-        for rank, passage in enumerate(answer.retrieved, start=1):
-            out.write(
-                f"  {rank}. [{passage.document} p.{passage.page}] fused={passage.score:.4f} "
-                f"cosine={passage.dense_score:.3f} keyword_rank={passage.keyword_rank}\n"
-                f"     {passage.text[:300]}\n"
-            )
-        t = answer.timings
-        first = f"{t.first_token:.2f}s" if t.first_token is not None else "-"
-        out.write(
-            f"\nTimings: retrieval {t.retrieval * 1000:.0f} ms, first token {first}, "
-            f"generation {t.generation:.2f}s, total {seconds:.2f}s; "
-            f"{answer.prompt_tokens} prompt + {answer.tokens} answer tokens ({answer.model})\n"
-        )
-    return 0
-
-
-def cmd_docs(settings: Settings, collection: str, *, as_json: bool) -> int:
-    from rag.store import DocumentStore
-
-    store = DocumentStore(settings.documents_db)
-    try:
-        docs = store.documents(collection)
-    finally:
-        store.close()
-    if as_json:
-        _print_json([
-            {"name": d.name, "pages": d.pages, "chunks": d.chunks, "sha256": d.sha256,
-             "added_at": d.added_at, "pages_without_text": d.pages_without_text}
-            for d in docs
-        ])
-        return 0
-    if not docs:
-        print(f"No documents in collection {collection!r}. Add some with: folio ingest PATH")
-        return 0
-    width = max(len(d.name) for d in docs)
-    print(f"{'file':<{width}}  {'pages':>5}  {'chunks':>6}  sha256        added (UTC)")
-    for d in docs:
-        print(f"{d.name:<{width}}  {d.pages:>5}  {d.chunks:>6}  {d.sha256[:12]}  "
-              f"{d.added_at.replace('T', ' ')[:16]}")
-    print(f"{len(docs)} document(s), {sum(d.pages for d in docs)} pages in {collection!r}.")
-    return 0
-
-
-def cmd_forget(settings: Settings, collection: str, name: str) -> int:
-    engine = _engine(settings)
-    try:
-        info = engine.forget(name, collection=collection)
-    finally:
-        engine.close()
-    print(f"Forgot {info.name} ({info.pages} pages, {info.chunks} chunks).")
-    return 0
-
-
-async def cmd_history(settings: Settings, *, limit: int, export: bool) -> int:
-    from bot.history import History
-    from bot.migrations import BotDatabase
-
-    db = await BotDatabase.open(settings.bot_db)
-    try:
-        history = History(db)
-        if export:
-            await history.export_jsonl(sys.stdout)
-            return 0
-        entries = await history.recent(limit=limit)
-    finally:
-        await db.close()
-    if not entries:
-        print("No conversations yet.")
-        return 0
-    from datetime import datetime
-
-    for entry in entries:
-        when = datetime.fromtimestamp(entry["asked_at"]).strftime("%Y-%m-%d %H:%M")
-        answer = " ".join((entry["answer"] or f"({entry['status']})").split())
-        took = f"{entry['total_s']:.1f}s" if entry["total_s"] is not None else "-"
-        print(f"{when} {entry['platform']}/{entry['user_id']} [{entry['collection']}] ({took})")
-        print(f"  Q: {_clip(entry['question'], 100)}")
-        print(f"  A: {_clip(answer, 100)}")
-    return 0
-
-
-def cmd_doctor(settings: Settings, *, as_json: bool) -> int:
-    """The vector index against SQLite (repaired if they differ), then the model, in a child."""
-    engine = _engine(settings)
-    try:
-        results = {collection: engine.check(collection) for collection in engine.collections()}
-    finally:
-        engine.close()
-    from rag.model_check import cpu_flags, cpu_model
-
-    model = _check_model(settings)
-    if as_json:
-        _print_json({
-            "collections": {c: ("rebuilt" if r else "ok") for c, r in results.items()},
-            "model": None if model is None else {**asdict(model), "uses_amx": model.uses_amx},
-            "cpu": {"model": cpu_model(), "flags": cpu_flags()},
-        })
-    else:
-        for collection, rebuilt in results.items():
-            state = "vector index rebuilt from SQLite" if rebuilt else "ok"
-            print(f"{collection}: {state}")
-        if not results:
-            print("No collections yet.")
-        print(f"CPU: {cpu_model()} ({', '.join(cpu_flags()) or 'no AVX2/AVX-512/AMX flags'})")
-        if model is None:
-            print(f"model: served by {settings.generator.base_url} (not checked here)")
-        else:
-            _print_model_check(model)
-    return 0 if model is None or model.passed else 1
-
-
-def _check_model(settings: Settings) -> ModelCheck | None:
-    from rag.model_check import check_model
-    from rag.models import default_generation_model
-
-    generation = settings.generator
-    if generation.backend != "local":
-        return None
-    return check_model(
-        generation.model_path or default_generation_model(),
-        extra_buffers=generation.extra_buffer_types,
-        threads=generation.threads,
-    )
-
-
-def _print_model_check(check: ModelCheck) -> None:
-    print(f"llama.cpp: llama-cpp-python {check.llama_cpp_version or '?'}; "
-          f"{check.system_info.strip() or 'no system info'}")
-    buffers = ", ".join(f"{name} {mib:.0f} MiB" for name, mib in check.buffers.items())
-    setting = {True: "on", False: "off", None: "?"}[check.extra_buffers]
-    tried = ", ".join(check.extra_types) or "none"
-    amx = "; AMX IN USE (see README: AMX)" if check.uses_amx else ""
-    print(f"weights: {buffers or 'no buffer lines in the load log'}; extra buffer types "
-          f"{setting} (tried: {tried}){amx}")
-    if check.passed:
-        print(f"model check: passed, {Path(check.model).name} generated "
-              f"{check.generated.strip()[:40]!r} in {check.seconds:.1f}s")
-    else:
-        print(f"model check: FAILED, {Path(check.model).name}: {check.error}")
-
-
-def _print_json(value: Any, out: TextIO | None = None) -> None:
-    (out or sys.stdout).write(json.dumps(value, ensure_ascii=False, indent=None) + "\n")

@@ -100,6 +100,14 @@ class AnswerSettings(BaseModel):
         default=0.1, ge=0.0, le=2.0,
         description="Choosing the page: evidence score lost per place down the retrieval ranking.",
     )
+    coverage_weight: float = Field(
+        default=0.5, ge=0.0, le=5.0,
+        description="Choosing the page: worth of the share of the question's words on it.",
+    )
+    passage_weight: float = Field(
+        default=0.2, ge=0.0, le=2.0,
+        description="Choosing the page: worth of each retrieved passage that comes from it.",
+    )
 
 
 class GeneratorSettings(BaseModel):
@@ -196,7 +204,15 @@ class ChunkingSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    top_k: int = Field(default=5, ge=1, le=50)
+    top_k: int = Field(
+        default=5, ge=1, le=50,
+        description="Passages shown as the closest pages (and scored as retrieval hit@k).",
+    )
+    evidence_passages: int = Field(
+        default=10, ge=1, le=50,
+        description="Passages the answer's sentences are chosen from (the top_k and the next "
+        "ones); more found more key facts on both dev sets up to 10 (README, Quality).",
+    )
     candidates: int = Field(default=40, ge=1, le=500)
     rrf_k: int = Field(default=60, ge=1)
     dense_weight: float = Field(default=1.0, ge=0.0)

@@ -13,7 +13,7 @@ it cites by construction; its quote is still checked against the stored page tex
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +41,9 @@ _WHY = re.compile(
 # numbers ("[12]", "[3, 4]"), which would read like Folio's page citations.
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,80}>")
 _REFERENCE = re.compile(r"\s?\[\d+(?:\s*[,–-]\s*\d+)*\]")
+# The next item's enumerator ("b.", "(2)") that sentence splitting leaves at the end of a list
+# item: it belongs to text that is not shown. A number with a full stop ("is 5.") is a fact.
+_TRAILING_ENUMERATOR = re.compile(r"(?<=[.;:])\s+(?:[a-h]\.|\([a-z0-9]{1,2}\))$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class CompositionLimits:
     page_margin: float = 0.0  # ... on pages whose score is within this of the best page's
     redundancy: float = 0.6  # a sentence with this share of its words already said adds nothing
     rank_weight: float = 0.1  # page choice: score lost per place in the retrieval ranking
+    coverage_weight: float = 0.5  # page choice: worth of the share of question words on the page
+    passage_weight: float = 0.2  # page choice: worth of each retrieved passage from the page
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,32 +80,51 @@ def question_kind(question: str) -> QuestionKind:
 def display_text(sentence: str) -> str:
     """A document sentence as shown: without markup or bracketed reference numbers."""
     text = _REFERENCE.sub("", _TAG.sub(" ", sentence))
-    return re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+", " ", text).strip()
+    return _TRAILING_ENUMERATOR.sub("", text)
 
 
-def page_scores(evidence: Sequence[Evidence], rank_weight: float) -> dict[tuple[str, int], float]:
-    """How well each page answers: its best sentence's score, less `rank_weight` per place its
-    best passage stands below the first in retrieval (both signals, not one, pick the page)."""
+def page_scores(
+    evidence: Sequence[Evidence],
+    limits: CompositionLimits,
+    question_words: Set[str] = frozenset(),
+) -> dict[tuple[str, int], float]:
+    """How well each page answers, from several signals rather than one: its best sentence's
+    score, less `rank_weight` per place its best passage stands below the first in retrieval,
+    plus `coverage_weight` times the share of the question's words its passages contain, plus
+    `passage_weight` per retrieved passage from it (a page the search keeps returning)."""
     order = sorted({e.passage.chunk_id: e.passage.score for e in evidence}.items(),
                    key=lambda item: -item[1])
     rank = {chunk_id: position for position, (chunk_id, _) in enumerate(order)}
+    texts: dict[tuple[str, int], dict[int, str]] = {}
+    for item in evidence:
+        key = (item.passage.document, item.passage.page)
+        texts.setdefault(key, {})[item.passage.chunk_id] = item.passage.text
+    bonus = {}
+    for key, passages in texts.items():
+        coverage = (len(question_words & content_words(" ".join(passages.values())))
+                    / len(question_words)) if question_words else 0.0
+        bonus[key] = limits.coverage_weight * coverage + limits.passage_weight * len(passages)
     scores: dict[tuple[str, int], float] = {}
     for item in evidence:
         key = (item.passage.document, item.passage.page)
-        score = item.score - rank_weight * rank[item.passage.chunk_id]
+        score = item.score - limits.rank_weight * rank[item.passage.chunk_id] + bonus[key]
         scores[key] = max(scores.get(key, score), score)
     return scores
 
 
 def choose_evidence(
-    evidence: Sequence[Evidence], kind: QuestionKind, limits: CompositionLimits
+    evidence: Sequence[Evidence],
+    kind: QuestionKind,
+    limits: CompositionLimits,
+    question_words: Set[str] = frozenset(),
 ) -> list[Evidence]:
     """The best sentence of the best page first, then the next best sentences that score close
     to the best, stand on a page nearly as good as the best page, and are not near-repeats of a
     sentence already chosen."""
     if not evidence:
         return []
-    pages = page_scores(evidence, limits.rank_weight)
+    pages = page_scores(evidence, limits, question_words)
     best_page = max(pages, key=lambda key: pages[key])
     floor = evidence[0].score - limits.score_margin
     most = limits.list_items if kind == "list" else limits.sentences
@@ -133,11 +157,13 @@ def compose(
     evidence: Sequence[Evidence],
     page_text: Callable[[str, int], str | None],
     limits: CompositionLimits,
+    query: str = "",
 ) -> list[Part]:
-    """The answer's parts, best first; a sentence whose quote cannot be verified is left out."""
+    """The answer's parts, best first; a sentence whose quote cannot be verified is left out.
+    `query` is what was searched for (a follow-up's standalone question), if not `question`."""
     kind = question_kind(question)
     parts = []
-    for item in choose_evidence(evidence, kind, limits):
+    for item in choose_evidence(evidence, kind, limits, content_words(query or question)):
         stored = page_text(item.passage.document, item.passage.page)
         if stored is None or normalize_for_match(item.sentence) not in normalize_for_match(stored):
             continue

@@ -145,6 +145,11 @@ class SentenceTransformerEmbedder:
                     self._cache.popitem(last=False)
         return vector
 
+    def forget_cached_queries(self) -> None:
+        """Empty the query cache, so a benchmark embeds every question it times for real."""
+        with self._lock:
+            self._cache.clear()
+
 
 def identity_of(embedder: Embedder) -> str:
     """What produced an embedder's vectors; an embedder without `identity` is named by its

@@ -9,15 +9,15 @@ added after a generated answer that leaves out what the best sentence says.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rag.chunk import split_sentences
 from rag.cite import content_words
-from rag.embed import Embedder
-from rag.normalize import FUNCTION_WORDS
+from rag.embed import Embedder, Vectors
+from rag.normalize import FUNCTION_WORDS, normalize_for_match
 from rag.types import Passage
 
 MIN_SENTENCE_WORDS = 5
@@ -44,10 +44,12 @@ def rank_evidence(
     *,
     keyword_weight: float = 1.5,
     number_bonus: float = NUMBER_BONUS,
+    embed_sentences: Callable[[Sequence[str]], Vectors] | None = None,
 ) -> list[Evidence]:
     """Every sentence of the passages, best first (distinct sentences only, figure labels left
     out). Score: cosine similarity to the question + keyword overlap, plus `number_bonus` for
-    a sentence stating a number when the question asks for a quantity."""
+    a sentence stating a number when the question asks for a quantity. `embed_sentences`
+    (default: the embedder's document vectors) may remember vectors between questions."""
     candidates: list[tuple[Passage, str]] = []
     seen: set[str] = set()
     for passage in passages:
@@ -62,7 +64,7 @@ def rank_evidence(
     if not candidates:
         return []
     query = embedder.embed_query(question)
-    vectors = embedder.embed_documents([sentence for _, sentence in candidates])
+    vectors = (embed_sentences or embedder.embed_documents)([s for _, s in candidates])
     similarities = vectors @ query
     question_words = content_words(question)
     wants_number = asks_for_a_number(question)
@@ -77,8 +79,26 @@ def rank_evidence(
         if wants_number and states_a_number(sentence):
             score += number_bonus
         ranked.append(Evidence(passage, sentence, score))
+    ranked = _merge_fragments(ranked)
     ranked.sort(key=lambda e: e.score, reverse=True)
     return ranked
+
+
+def _merge_fragments(ranked: list[Evidence]) -> list[Evidence]:
+    """A sentence that is part of another candidate is dropped, and the whole sentence scores
+    at least as well as its part did: a chunk that starts inside a sentence holds its tail
+    ("of the PLIC core and will be serviced..."), which would otherwise be quoted beside the
+    whole sentence from the neighbouring chunk, or instead of it."""
+    texts = [normalize_for_match(item.sentence) for item in ranked]
+    best = [item.score for item in ranked]
+    fragment = [False] * len(ranked)
+    for index, text in enumerate(texts):
+        for other, whole in enumerate(texts):
+            if len(whole) > len(text) and text in whole:
+                fragment[index] = True
+                best[other] = max(best[other], ranked[index].score)
+    return [replace(item, score=best[index])
+            for index, item in enumerate(ranked) if not fragment[index]]
 
 
 _QUANTITY_QUESTION = re.compile(

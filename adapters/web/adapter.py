@@ -97,7 +97,7 @@ def file_url(collection: str, document: str, page: int) -> str:
 
 def answer_event(job: Job, answer: Answer) -> dict[str, Any]:
     """`folio ask --json`'s object, plus what the page shows: links and the closest pages."""
-    from bot.cli import answer_record
+    from bot.answer_json import answer_record
 
     record = {"question": job.text, **answer_record(answer, time.time() - job.created_at)}
     record["job"] = job.id

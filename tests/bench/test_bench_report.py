@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot import bench
 from bot.cli import _parser
+from bot.measure import bench
+from bot.measure import report as bench_report
 from config.errors import ConfigError
 
 
@@ -55,8 +56,8 @@ def _figures() -> tuple[dict[str, Any], ...]:
 
 
 def test_report_has_every_key_and_the_right_figures() -> None:
-    report = bench.combine_reports([bench.build_report(*_figures())])
-    assert set(bench.REQUIRED_KEYS) <= set(report)
+    report = bench_report.combine_reports([bench_report.build_report(*_figures())])
+    assert set(bench_report.REQUIRED_KEYS) <= set(report)
     json.dumps(report)  # one JSON object, nothing unserialisable
     assert report["ingest_pages_per_s"] == 20.0
     assert report["ingest_chunks_per_s"] == 80.0
@@ -93,16 +94,16 @@ def test_report_survives_a_run_where_everything_abstained() -> None:
     ingest, serve, raw, machine = _figures()
     serve["sequential"] = [_sequential(0.1, None, 0)]
     raw["runs"] = []
-    report = bench.combine_reports([bench.build_report(ingest, serve, raw, machine)])
+    report = bench_report.combine_reports([bench_report.build_report(ingest, serve, raw, machine)])
     assert report["overhead_ratio"] is None
     assert report["ttft_p50_s"] is None
     assert report["decode_ratio"] is None
     assert report["targets_met"]["TTFT p50 <= 1.0 s"] is None
-    assert "TTFT p50 <= 1.0 s -" in bench.format_report(report)
+    assert "TTFT p50 <= 1.0 s -" in bench_report.format_report(report)
 
 
 def test_table_shows_units_baseline_and_targets() -> None:
-    text = bench.format_report(bench.combine_reports([bench.build_report(*_figures())]))
+    text = bench_report.format_report(bench_report.combine_reports([bench_report.build_report(*_figures())]))
     assert "2 cores (Test CPU)" in text
     assert "avx2 avx512_bf16" in text  # the CPU's features
     assert "SSE3 AVX AVX512" in text and "AMX" not in text.split("llama.cpp")[1].split("\n")[0]
@@ -125,12 +126,12 @@ def _run(answer_s: float, raw_total_s: float, tokens_per_s: float, ingest_s: flo
         {**_sequential(answer_s, 1.0, 41), "generation_s": generation} for _ in range(3)
     ]}
     raw = {**raw, "runs": [{**run, "total_s": raw_total_s, "ttft_s": 0.5} for run in raw["runs"]]}
-    return bench.build_report(ingest, serve, raw, machine)
+    return bench_report.build_report(ingest, serve, raw, machine)
 
 
 def test_repetitions_give_min_median_max_and_each_run_s_own_ratios() -> None:
     runs = [_run(4.0, 4.0, 20.0, 10.0), _run(6.0, 3.0, 10.0, 5.0), _run(5.0, 5.0, 40.0, 20.0)]
-    report = bench.combine_reports(runs)
+    report = bench_report.combine_reports(runs)
     assert report["repeats"] == 3
     assert report["answer_p50_s"] == 5.0
     assert report["spread"]["answer_p50_s"] == {"min": 4.0, "median": 5.0, "max": 6.0}
@@ -145,7 +146,7 @@ def test_repetitions_give_min_median_max_and_each_run_s_own_ratios() -> None:
     assert report["overhead_ratio"] == 1.0
     assert report["spread"]["answer_breakdown_p50_s"]["generation"]["max"] == 4.5
     assert report["targets_met"]["overhead <= 1.05x raw llama.cpp"] is True
-    text = bench.format_report(report)
+    text = bench_report.format_report(report)
     assert "median (min-max) of 3 runs" in text
     assert "5.0 (4.0-6.0) s" in text
     assert "run 2: Folio/raw 2.0 x (6.0 s vs 3.0 s)" in text
@@ -153,14 +154,14 @@ def test_repetitions_give_min_median_max_and_each_run_s_own_ratios() -> None:
 
 def test_rates_ignore_answers_without_generation() -> None:
     records = [_sequential(3.0, 1.0, 41), _sequential(0.1, None, 0)]
-    assert bench.decode_rate(records) == 20.0
-    assert bench.prefill_rate(records) == 1000.0
-    assert bench.decode_rate([]) is None
+    assert bench_report.decode_rate(records) == 20.0
+    assert bench_report.prefill_rate(records) == 1000.0
+    assert bench_report.decode_rate([]) is None
 
 
 def test_the_command_is_registered_with_its_defaults() -> None:
     args = _parser().parse_args(["bench", "--json"])
-    assert args.handler is bench._handle
+    assert args.handler is bench.handle
     assert (args.limit, args.concurrency, args.users, args.repeat) == (12, 20, 5, 3)
 
 

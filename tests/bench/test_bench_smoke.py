@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pdfs import make_pdf
 
-from bot import bench
 from bot.cli import main
+from bot.measure import report as bench_report
 
 PAGES = [
     "Folio keeps every uploaded document in a collection. The retention period for documents "
@@ -45,7 +45,7 @@ def test_bench_reports_every_figure(
     out = capsys.readouterr().out
     assert code == 0
     report = json.loads(out)  # exactly one JSON object on stdout
-    for key in bench.REQUIRED_KEYS:
+    for key in bench_report.REQUIRED_KEYS:
         value = report[key]
         if key == "model":
             assert value.endswith(".gguf")

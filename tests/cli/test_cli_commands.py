@@ -273,3 +273,17 @@ def test_doctor_checks_the_model_in_a_child_and_names_a_broken_one(
     assert failed.code == 1
     [line] = [line for line in failed.out.splitlines() if line.startswith("model check:")]
     assert line.startswith("model check: FAILED, broken.gguf:"), line
+
+
+def test_chat_talks_to_the_collection_it_is_given(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("FOLIO_", "DISCORD_", "SLACK_"))}
+    environment.update(FOLIO_WEB__ENABLED="false", FOLIO_DATA_DIR=str(tmp_path / "data"))
+    completed = subprocess.run(
+        [sys.executable, "-m", "bot", "--collection", "harbour", "chat"],
+        cwd=tmp_path, input="/quit\n", capture_output=True, text=True, timeout=180,
+        env=environment, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert 'Folio chat on "harbour"' in completed.stdout
+

@@ -11,7 +11,7 @@ from typing import Any
 import pdfs
 import pytest
 
-from bot.evaluate import Question, score, summarize, unsupported_sentences
+from bot.measure.evaluate import Question, score, summarize, unsupported_sentences
 from rag.types import Answer, Citation
 
 PAGES = [

@@ -10,15 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.abstain import AbstentionRules, question_names
+from rag.answering import page_relevance
 from rag.chunk import chunk_document
 from rag.cite import GroundedSentence, drop_off_topic_pages
 from rag.embed import Vectors
-from rag.engine import (
-    EngineOptions,
-    RagEngine,
-    page_relevance,
-    question_names,
-)
 from rag.extract import (
     Evidence,
     asks_for_a_number,
@@ -26,9 +22,7 @@ from rag.extract import (
     rank_evidence,
     states_a_number,
 )
-from rag.parse import PageText, ParsedDocument, ParseLimits
-from rag.prompt import PromptLimits
-from rag.retrieve import RetrievalParams
+from rag.parse import PageText, ParsedDocument
 from rag.store import DocumentStore
 from rag.types import Citation, Passage
 
@@ -44,6 +38,20 @@ class SameVectorEmbedder:
 
     def embed_query(self, text: str) -> Vectors:
         return np.full(self.dimension, 0.5, dtype=np.float32)
+
+
+class TailCloserEmbedder(SameVectorEmbedder):
+    """The query's vector equals `tail`'s; every other text is orthogonal to it."""
+
+    def __init__(self, tail: str) -> None:
+        self._tail = tail
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return np.array([[1.0, 0, 0, 0] if t == self._tail else [0, 1.0, 0, 0] for t in texts],
+                        dtype=np.float32)
+
+    def embed_query(self, text: str) -> Vectors:
+        return np.array([1.0, 0, 0, 0], dtype=np.float32)
 
 
 def passage(text: str, page: int = 1, document: str = "paper.pdf", chunk_id: int = 1) -> Passage:
@@ -163,6 +171,28 @@ def test_figure_labels_are_not_evidence() -> None:
     ]
 
 
+def test_the_tail_of_a_sentence_cut_by_a_chunk_boundary_is_not_quoted_beside_the_whole() -> None:
+    whole = ("If the source deasserts the interrupt, the request remains pending in the core and "
+             "will be serviced by a handler.")
+    tail = "remains pending in the core and will be serviced by a handler."
+    passages = [passage(tail, chunk_id=1), passage(f"The gateway forwards requests. {whole}",
+                                                   chunk_id=2)]
+    ranked = rank_evidence("What happens to a deasserted interrupt request?", passages,
+                           SameVectorEmbedder())
+    assert [e.sentence for e in ranked if "handler" in e.sentence] == [whole]
+    # ... and the whole sentence keeps the tail's score when the tail matched the question better.
+    tail_first = rank_evidence("Is the request serviced by a handler?", passages,
+                               TailCloserEmbedder(tail))
+    alone_tail = rank_evidence("Is the request serviced by a handler?", passages[:1],
+                               TailCloserEmbedder(tail))
+    whole_item = next(e for e in tail_first if e.sentence == whole)
+    assert whole_item.score == pytest.approx(alone_tail[0].score)
+    # Alone, the tail is still evidence: it is left out only beside the sentence it came from.
+    alone = rank_evidence("What happens to a deasserted interrupt request?", passages[:1],
+                          SameVectorEmbedder())
+    assert [e.sentence for e in alone] == [tail]
+
+
 # --- citations stay on pages that answer the question ------------------------------------------
 
 
@@ -227,33 +257,17 @@ def test_term_search_can_be_scoped_to_some_documents(store: DocumentStore) -> No
     assert not store.term_in_collection("other", "spanish", ["charts.pdf"])
 
 
-def engine_over(store: DocumentStore, tmp_path: Path) -> RagEngine:
-    def no_model() -> object:
-        raise AssertionError("the name check needs no model")
-
-    options = EngineOptions(
-        chunk_words=110,
-        chunk_overlap=0,
-        retrieval=RetrievalParams(top_k=5, candidates=10, rrf_k=60, dense_weight=1.0,
-                                  keyword_weight=1.0),
-        min_dense_score=0.35,
-        prompt=PromptLimits(max_passages=3, passage_tokens=600, answer_tokens=64),
-        parse=ParseLimits(max_bytes=10_000_000, max_pages=10, timeout_s=10.0, memory_mb=512),
-    )
-    return RagEngine(store, no_model, no_model, tmp_path, options)  # type: ignore[arg-type]
-
-
 def test_a_name_the_answering_documents_never_mention_is_reported(
-    store: DocumentStore, tmp_path: Path
+    store: DocumentStore,
 ) -> None:
-    engine = engine_over(store, tmp_path)
+    rules = AbstentionRules(store, frozenset)
     ferries = [passage("We counted English ferries.", document="ferries.pdf")]
     charts = [passage("Printed in Spanish.", document="charts.pdf")]
     question = "How many counted Bay ferries were crewed in Spanish?"
     # "Spanish" is in the collection, but not in the document the passages come from.
-    assert engine._names_missing_from(question, ferries, "papers") == ["spanish"]
-    assert engine._names_missing_from(question, ferries + charts, "papers") == []
+    assert rules.names_missing_from(question, ferries, "papers") == ["spanish"]
+    assert rules.names_missing_from(question, ferries + charts, "papers") == []
     # Names the documents do mention, and words that merely open the question, pass.
-    assert engine._names_missing_from("Were English ferries counted?", ferries, "papers") == []
-    assert engine._names_missing_from("Bay ferries?", ferries, "papers") == []
-    assert engine._names_missing_from(question, [], "papers") == []
+    assert rules.names_missing_from("Were English ferries counted?", ferries, "papers") == []
+    assert rules.names_missing_from("Bay ferries?", ferries, "papers") == []
+    assert rules.names_missing_from(question, [], "papers") == []

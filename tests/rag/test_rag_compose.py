@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.cite import ground_sentences, numbers_in, strictly_supported
+from rag.cite import content_words, ground_sentences, numbers_in, strictly_supported
 from rag.compose import (
     CompositionLimits,
     choose_evidence,
@@ -84,6 +84,26 @@ def test_retrieval_rank_decides_between_pages_with_close_sentences() -> None:
         .passage.page == 9
 
 
+def test_a_page_holding_more_of_the_question_or_found_more_often_is_preferred() -> None:
+    evidence = [
+        item("The history of the simulator begins in 2006 at the university.", "manual.pdf", 9,
+             1.50, rank=0),
+        item("Press F7 to run one step at a time.", "manual.pdf", 4, 1.40, rank=1),
+    ]
+    by_sentence = CompositionLimits(rank_weight=0.0, coverage_weight=0.0, passage_weight=0.0)
+    assert choose_evidence(evidence, "lookup", by_sentence)[0].passage.page == 9
+    # Page 4's passage holds every word of "breakpoint program step", page 9's none of them.
+    words = content_words("breakpoint program step")
+    by_coverage = CompositionLimits(rank_weight=0.0, coverage_weight=0.5, passage_weight=0.0)
+    assert choose_evidence(evidence, "lookup", by_coverage, words)[0].passage.page == 4
+    assert choose_evidence(evidence, "lookup", by_coverage)[0].passage.page == 9
+    # Two retrieved passages of page 4 against one of page 9.
+    twice = [*evidence, item("Press F5 to run the program.", "manual.pdf", 4, 1.0, rank=2)]
+    by_passages = CompositionLimits(rank_weight=0.0, coverage_weight=0.0, passage_weight=0.2)
+    assert choose_evidence(twice, "lookup", by_passages)[0].passage.page == 4
+    assert choose_evidence(evidence, "lookup", by_passages)[0].passage.page == 9
+
+
 def test_near_repeats_and_weak_sentences_are_left_out_and_the_count_is_capped() -> None:
     evidence = [
         item("Press F7 to run one step at a time.", "manual.pdf", 4, 1.5),
@@ -135,6 +155,19 @@ def test_display_text_drops_markup_and_bracketed_reference_numbers() -> None:
     assert display_text("No markup here.") == "No markup here."
 
 
+@pytest.mark.parametrize(
+    ("sentence", "shown"),
+    [
+        ("Serious illness of the member. b.", "Serious illness of the member."),
+        ("Weight tickets are required: (2)", "Weight tickets are required:"),
+        ("The limit is 5.", "The limit is 5."),  # a number is a fact, not an enumerator
+        ("Use vitamin c.", "Use vitamin c."),  # a letter inside the sentence stays
+    ],
+)
+def test_the_next_items_enumerator_is_not_shown(sentence: str, shown: str) -> None:
+    assert display_text(sentence) == shown
+
+
 def test_strict_support_needs_every_content_word_and_number() -> None:
     source = "Each interrupt source has a priority register at offset 0x000004; 1,188 sources."
     assert strictly_supported("Each interrupt source has a priority register.", source)
@@ -159,7 +192,7 @@ def test_strict_grounding_cites_only_a_passage_that_says_all_of_the_sentence() -
 
 
 def test_a_models_numbered_list_becomes_sentences_not_fragments() -> None:
-    from rag.engine import as_sentences
+    from rag.answering import as_sentences
 
     assert as_sentences("1. Graph anonymization\n2) Author identification\n- Location privacy.") \
         == "Graph anonymization. Author identification. Location privacy."

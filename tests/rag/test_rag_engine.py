@@ -17,8 +17,9 @@ import pdfs
 import pytest
 
 from config.settings import Settings
-from rag.engine import RagEngine, build_engine
+from rag.engine import RagEngine
 from rag.errors import GenerationCancelled, NotFoundError
+from rag.factory import build_engine
 from rag.index import FaissIndex, index_file
 from rag.normalize import normalize_for_match
 from rag.store import DocumentStore
@@ -381,3 +382,25 @@ def test_an_answer_that_hits_the_token_limit_is_trimmed_and_marked(guide: Env) -
     for sentence in answer.text.split(" [guide.pdf p.2]"):
         assert not sentence.strip() or sentence.strip().endswith((".", "!", "?")), answer.text
     assert ("guide.pdf", 2) in cited_pages(answer)
+
+
+@pytest.mark.parametrize(("evidence_passages", "several_pages"), [(3, True), (1, False)])
+def test_sentences_are_chosen_from_more_passages_than_are_shown(
+    settings_factory: Any, tmp_path: Path, evidence_passages: int, several_pages: bool
+) -> None:
+    # Limits wide enough to quote every page the evidence reaches: what it reaches is the point.
+    settings = settings_factory(
+        tmp_path / "data",
+        retrieval={"top_k": 1, "evidence_passages": evidence_passages},
+        answer={"page_margin": 5.0, "score_margin": 5.0, "sentences": 8, "redundancy": 1.0},
+    )
+    engine = build_engine(settings)
+    try:
+        source = tmp_path / "guide.pdf"
+        source.write_bytes(pdfs.make_pdf(GUIDE, title="Harbor"))
+        engine.ingest_paths([source], collection="guide")
+        answer = engine.answer(QUESTION, collection="guide")
+    finally:
+        engine.close()
+    assert not answer.abstained and len(answer.retrieved) == 1
+    assert (len(cited_pages(answer)) > 1) is several_pages

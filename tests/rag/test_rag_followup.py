@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.engine import spells_initials, word_forms
+from rag.abstain import spells_initials, word_forms
 from rag.followup import cited_documents, refers_back, standalone_question
 from rag.types import Turn
 

@@ -10,7 +10,8 @@ from typing import Any
 import pdfs
 import pytest
 
-from rag.engine import RagEngine, build_engine
+from rag.engine import RagEngine
+from rag.factory import build_engine
 from rag.originals import OriginalFiles
 
 

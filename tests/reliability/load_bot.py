@@ -25,8 +25,8 @@ def main(argv: list[str]) -> int:
     discord.http.Route.BASE = api_base  # type: ignore[misc]
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
-    from bot.bench import MemoryWatch
     from bot.cli import main as folio
+    from bot.measure.processes import MemoryWatch
 
     with MemoryWatch() as watch:
         code = folio(["--data-dir", data_dir, "run"])

@@ -23,7 +23,8 @@ from prerequisites import unicode_font
 
 from adapters.discord import format as discord_format
 from adapters.slack import format as slack_format
-from rag.engine import RagEngine, build_engine
+from rag.engine import RagEngine
+from rag.factory import build_engine
 from rag.prompt import PromptBuilder, PromptLimits
 from rag.store import DocumentStore
 from rag.types import Answer, Citation

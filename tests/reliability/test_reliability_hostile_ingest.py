@@ -26,7 +26,8 @@ from reliability_hostile import (
 )
 
 from config.settings import Settings
-from rag.engine import RagEngine, build_engine
+from rag.engine import RagEngine
+from rag.factory import build_engine
 from rag.index import FaissIndex
 from rag.store import DocumentStore
 from rag.types import FileOutcome

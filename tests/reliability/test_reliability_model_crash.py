@@ -30,7 +30,8 @@ from adapters.discord.adapter import DiscordAdapter
 from adapters.slack import SlackAdapter, SlackSettings
 from bot.core import BotCore, CoreOptions
 from config.discord import DiscordSettings
-from rag.engine import RagEngine, build_engine
+from rag.engine import RagEngine
+from rag.factory import build_engine
 from rag.generate_isolated import IsolatedGenerator
 
 pytestmark = pytest.mark.slow

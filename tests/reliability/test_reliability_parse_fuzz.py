@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from reliability_hostile import raw_pdf, text_page_pdf
 
 from rag.chunk import chunk_document
-from rag.engine import safe_document_name
 from rag.errors import BadDocumentError
+from rag.ingest import safe_document_name
 from rag.parse import MIN_PAGE_CHARS, PageText, ParseLimits, _child_main, parse_pdf
 
 EXAMPLE_SECONDS = 5

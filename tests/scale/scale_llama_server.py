@@ -32,7 +32,8 @@ import pdfs
 import pytest
 
 from config.settings import Settings, load_settings
-from rag.engine import RagEngine, build_engine
+from rag.engine import RagEngine
+from rag.factory import build_engine
 from rag.models import default_generation_model
 
 READY_TIMEOUT_S = 90.0

@@ -227,7 +227,7 @@ def test_generator_requests_really_run_in_parallel() -> None:
 def test_bench_takes_the_server_options_and_checks_them() -> None:
     import argparse
 
-    from bot.bench import _with_generation_options
+    from bot.measure.bench import with_generation_options
     from config.errors import ConfigError
     from config.settings import Settings
 
@@ -235,13 +235,13 @@ def test_bench_takes_the_server_options_and_checks_them() -> None:
     options = argparse.Namespace(
         backend="openai", base_url="http://127.0.0.1:8080/v1/", server_model=None, parallel=3
     )
-    generator = _with_generation_options(settings, options).generator
+    generator = with_generation_options(settings, options).generator
     assert (generator.backend, generator.base_url, generator.concurrency) == (
         "openai", "http://127.0.0.1:8080/v1", 3
     )
     local = argparse.Namespace(backend=None, base_url=None, server_model=None, parallel=2)
     with pytest.raises(ConfigError, match="concurrency must be 1 with the local backend"):
-        _with_generation_options(settings, local)
+        with_generation_options(settings, local)
 
 
 def test_the_api_key_comes_only_from_the_environment(

@@ -55,7 +55,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[s
     from bot.app import _build_adapters
     from bot.core import BotCore
     from config.settings import load_settings
-    from rag.engine import build_engine
+    from rag.factory import build_engine
 
     saved = {k: v for k, v in os.environ.items() if k.startswith(("FOLIO_", "DISCORD_", "SLACK_"))}
     for name in saved:

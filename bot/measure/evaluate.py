@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.measure.stats import percentile
 from config.settings import Settings
 from rag.normalize import normalize_for_match
 from rag.types import Turn
@@ -94,14 +95,6 @@ def score(question: Question, record: dict[str, Any]) -> Scored:
     return scored
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def _ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 3) if denominator else None
 
@@ -130,8 +123,8 @@ def summarize(results: Sequence[Scored], k: int) -> dict[str, Any]:
         "unsupported_answers": _ratio(
             sum(1 for r in answered if r.unfaithful), len(answered)
         ),
-        "latency_p50_s": _round(_percentile(seconds, 0.5)),
-        "latency_p95_s": _round(_percentile(seconds, 0.95)),
+        "latency_p50_s": _round(percentile(seconds, 0.5)),
+        "latency_p95_s": _round(percentile(seconds, 0.95)),
     }
     by_kind: dict[str, list[Scored]] = defaultdict(list)
     for r in answerable:
@@ -197,8 +190,8 @@ def run_eval(
     progress: bool = True,
 ) -> list[Scored]:
     """Ingest `docs` (into a fresh temporary data dir unless a collection is given), then answer."""
-    from bot.cli import answer_record
-    from rag.engine import build_engine
+    from bot.answer_json import answer_record
+    from rag.factory import build_engine
 
     temporary = None
     if collection is None:

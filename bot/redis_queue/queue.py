@@ -41,22 +41,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import socket
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from bot.errors import DuplicateJobError, FolioError, QueueFullError
 from bot.history import HistoryRecord, insert_record
 from bot.jobs import (
-    Attachment,
     Job,
-    JobKind,
     JobStatus,
     Outcome,
     Placement,
@@ -65,363 +61,11 @@ from bot.jobs import (
 )
 from bot.migrations import BotDatabase
 from bot.queue import fair_order
+from bot.redis_queue.config import DELIVERY_LEASE_MIN_S, QueueUnavailableError, RedisQueueConfig
+from bot.redis_queue.fields import LIGHT_FIELDS, as_text, job_fields, job_from
+from bot.redis_queue.scripts import load_scripts
 
 logger = logging.getLogger(__name__)
-
-DELIVERY_LEASE_MIN_S = 300.0
-
-
-class QueueUnavailableError(FolioError):
-    """Redis could not be reached (at start, or when a new job was to be stored)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RedisQueueConfig:
-    """Where the shared queue lives and how long a silent consumer keeps its jobs."""
-
-    url: str = field(repr=False)  # may carry a password: never logged, see `where`
-    prefix: str = "folio"
-    claim_timeout_s: float = 60.0
-    retention_s: float = 7 * 86400.0
-    # How long a finished job's reply belongs to the process that finished it: longer than a
-    # final reply can take while the platform is down (the adapters retry it for up to 3
-    # minutes), so no other process sends the same reply meanwhile. None = the larger of
-    # claim_timeout_s and DELIVERY_LEASE_MIN_S.
-    delivery_lease_s: float | None = None
-
-    @property
-    def where(self) -> str:
-        """The URL without its credentials, for logs and error messages."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{host}{port}{parts.path}"
-
-    def scrub(self, text: str) -> str:
-        """`text` with the URL's password blanked out (for messages built from exceptions)."""
-        password = urlsplit(self.url).password
-        return text.replace(password, "***") if password else text
-
-    @property
-    def tick_s(self) -> float:
-        """How often running jobs are heartbeated and idle workers look for timed-out jobs."""
-        return min(5.0, max(0.05, self.claim_timeout_s / 4))
-
-
-# ---- the scripts ------------------------------------------------------------------------------
-# Every script gets the key prefix as ARGV[1]. Ids are decimal strings; times are ms integers
-# internally and seconds (floats) in the job hash, as `Job` has them.
-
-_COMMON = """
-local P = ARGV[1]
-local RUNNING, PENDING, WAITING, TURNS = P..':running', P..':pending', P..':waiting', P..':turns'
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
-local function job_key(id) return P..':job:'..id end
-
-local function requester(id)
-  local f = redis.call('HMGET', job_key(id), 'platform', 'user')
-  return f[1]..'|'..f[2]
-end
-
-local function leave_line(id, who)
-  redis.call('ZREM', PENDING, id)
-  local line = P..':user:'..who
-  redis.call('ZREM', line, id)
-  if redis.call('ZCARD', line) == 0 then redis.call('SREM', WAITING, who) end
-end
-
-local function back_in_line(id)
-  local who = requester(id)
-  redis.call('HSET', job_key(id), 'status', 'pending')
-  redis.call('HDEL', job_key(id), 'started_at', 'token')
-  redis.call('ZREM', RUNNING, id)
-  redis.call('ZADD', PENDING, id, id)
-  redis.call('ZADD', P..':user:'..who, id, id)
-  redis.call('SADD', WAITING, who)
-end
-
-local function reap(now)
-  local expired = redis.call('ZRANGEBYSCORE', RUNNING, '-inf', now)
-  for _, id in ipairs(expired) do
-    redis.call('HINCRBY', job_key(id), 'crashes', 1)  -- its process died with it
-    back_in_line(id)
-  end
-  if #expired > 0 then redis.call('PUBLISH', P..':work', 'requeued') end
-  return expired
-end
-
-local function finish(id, status, result, err, now, retention_s, lease_ms)
-  local k = job_key(id)
-  local f = redis.call('HMGET', k, 'platform', 'user', 'kind', 'started_at', 'message_id',
-                       'idempotency_key')
-  redis.call('HSET', k, 'status', status, 'finished_at', now / 1000, 'result', result,
-             'error', err)
-  redis.call('HDEL', k, 'attachment', 'token')
-  redis.call('ZREM', RUNNING, id)
-  redis.call('ZREM', P..':active:'..f[1]..'|'..f[2], id)
-  redis.call('ZADD', P..':undelivered', now + lease_ms, id)
-  if status == 'done' and f[3] == 'question' and f[4] then
-    redis.call('LPUSH', P..':durations', now / 1000 - tonumber(f[4]))
-    redis.call('LTRIM', P..':durations', 0, 199)
-  end
-  redis.call('EXPIRE', k, retention_s)
-  redis.call('EXPIRE', P..':idem:'..f[1]..':'..f[6], retention_s)
-  if f[5] ~= '' then redis.call('EXPIRE', P..':msg:'..f[1]..'|'..f[5], retention_s) end
-end
-"""
-
-# ARGV: prefix, platform, idempotency key, user, message id, max pending, max per user,
-# then the job's field/value pairs.
-_PUT = """
-local platform, idem, user, message = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local idem_key = P..':idem:'..platform..':'..idem
-local existing = redis.call('GET', idem_key)
-if existing then return {'duplicate', existing} end
-local pending = redis.call('ZCARD', PENDING)
-if pending >= tonumber(ARGV[6]) then return {'full', pending} end
-local who = platform..'|'..user
-local line = P..':user:'..who
-local mine = redis.call('ZCARD', line)
-if mine >= tonumber(ARGV[7]) then return {'mine', mine} end
-local id = redis.call('INCR', P..':seq')
-local k = job_key(id)
-redis.call('HSET', k, unpack(ARGV, 8))
-redis.call('HSET', k, 'status', 'pending', 'created_at', now_ms() / 1000, 'attempts', 0)
-redis.call('SET', idem_key, id)
-redis.call('ZADD', PENDING, id, id)
-redis.call('ZADD', line, id, id)
-redis.call('SADD', WAITING, who)
-redis.call('ZADD', P..':active:'..who, id, id)
-if message ~= '' then redis.call('ZADD', P..':msg:'..platform..'|'..message, id, id) end
--- Its place in the fair order: this is the user's turn-th job; users ahead in the rotation get
--- up to turn jobs in before it, users behind up to turn - 1.
-local turn = mine + 1
-local my_seq = tonumber(redis.call('HGET', TURNS, who) or '0')
-local my_first = tonumber(redis.call('ZRANGE', line, 0, 0)[1])
-local position = turn
-for _, other in ipairs(redis.call('SMEMBERS', WAITING)) do
-  if other ~= who then
-    local other_line = P..':user:'..other
-    local first = tonumber(redis.call('ZRANGE', other_line, 0, 0)[1])
-    if first then
-      local n = redis.call('ZCARD', other_line)
-      local seq = tonumber(redis.call('HGET', TURNS, other) or '0')
-      if seq < my_seq or (seq == my_seq and first < my_first) then
-        position = position + math.min(n, turn)
-      else
-        position = position + math.min(n, turn - 1)
-      end
-    end
-  end
-end
-redis.call('PUBLISH', P..':work', 'new')
-return {'ok', id, position, redis.call('ZCARD', RUNNING), redis.call('HGET', k, 'created_at')}
-"""
-
-# ARGV: prefix, claim timeout ms, consumer id, platforms...
-# Returns {ids put back in line because their owner went quiet[, claimed id, its hash]}.
-_CLAIM = """
-local now = now_ms()
-local reaped = reap(now)
-local allowed = {}
-for i = 4, #ARGV do allowed[ARGV[i]] = true end
-local best, best_seq, best_first, best_id
-for _, who in ipairs(redis.call('SMEMBERS', WAITING)) do
-  if allowed[string.match(who, '^([^|]*)|')] then
-    local head = redis.call('ZRANGE', P..':user:'..who, 0, 0)[1]
-    if head then
-      local first, seq = tonumber(head), tonumber(redis.call('HGET', TURNS, who) or '0')
-      if best == nil or seq < best_seq or (seq == best_seq and first < best_first) then
-        best, best_seq, best_first, best_id = who, seq, first, head
-      end
-    end
-  end
-end
-if best == nil then return {reaped} end
-local id = best_id
-leave_line(id, best)
-local k = job_key(id)
-local attempts = redis.call('HINCRBY', k, 'attempts', 1)
-redis.call('HSET', k, 'status', 'running', 'started_at', now / 1000,
-           'token', ARGV[3]..'#'..attempts)
-redis.call('ZADD', RUNNING, now + tonumber(ARGV[2]), id)
-redis.call('HSET', TURNS, best, redis.call('INCR', P..':turn_seq'))
-return {reaped, id, redis.call('HGETALL', k)}
-"""
-
-# ARGV: prefix, id, token, status, result, error, retention s, delivery lease ms
-_COMPLETE = """
-local id = ARGV[2]
-local f = redis.call('HMGET', job_key(id), 'status', 'token')
-if f[1] ~= 'running' or f[2] ~= ARGV[3] then return 0 end
-finish(id, ARGV[4], ARGV[5], ARGV[6], now_ms(), tonumber(ARGV[7]), tonumber(ARGV[8]))
-return 1
-"""
-
-# ARGV: prefix, id, result, error, retention s, delivery lease ms
-_CANCEL_PENDING = """
-local id = ARGV[2]
-local f = redis.call('HMGET', job_key(id), 'status', 'platform', 'user')
-if f[1] ~= 'pending' then return 0 end
-leave_line(id, f[2]..'|'..f[3])
-finish(id, 'cancelled', ARGV[3], ARGV[4], now_ms(), tonumber(ARGV[5]), tonumber(ARGV[6]))
-return 1
-"""
-
-# ARGV: prefix, id, token, 1 if the attempt ended in a crash
-_REQUEUE = """
-local f = redis.call('HMGET', job_key(ARGV[2]), 'status', 'token')
-if f[1] ~= 'running' or f[2] ~= ARGV[3] then return 0 end
-if ARGV[4] == '1' then redis.call('HINCRBY', job_key(ARGV[2]), 'crashes', 1) end
-back_in_line(ARGV[2])
-redis.call('PUBLISH', P..':work', 'requeued')
-return 1
-"""
-
-# ARGV: prefix, claim timeout ms, then id, token pairs. Returns the ids no longer ours.
-_HEARTBEAT = """
-local deadline = now_ms() + tonumber(ARGV[2])
-local lost = {}
-for i = 3, #ARGV, 2 do
-  local f = redis.call('HMGET', job_key(ARGV[i]), 'status', 'token')
-  if f[1] == 'running' and f[2] == ARGV[i + 1] then
-    redis.call('ZADD', RUNNING, 'XX', deadline, ARGV[i])
-  else
-    lost[#lost + 1] = ARGV[i]
-  end
-end
-return lost
-"""
-
-_RECOVER = """
-return reap(now_ms())
-"""
-
-# ARGV: prefix. 1 if a claim could find something: a pending job, or a running one timed out.
-_HAS_WORK = """
-if redis.call('ZCARD', PENDING) > 0 then return 1 end
-if #redis.call('ZRANGEBYSCORE', RUNNING, '-inf', now_ms(), 'LIMIT', 0, 1) > 0 then return 1 end
-return 0
-"""
-
-# ARGV: prefix, lease ms, platforms... Takes the delivery lease of every finished, undelivered
-# job of these platforms whose lease ran out (its finisher died before delivering it).
-_UNDELIVERED = """
-local now = now_ms()
-local allowed = {}
-for i = 3, #ARGV do allowed[ARGV[i]] = true end
-local taken = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..':undelivered', '-inf', now)) do
-  local platform = redis.call('HGET', job_key(id), 'platform')
-  if not platform then
-    redis.call('ZREM', P..':undelivered', id)
-  elseif allowed[platform] then
-    redis.call('ZADD', P..':undelivered', now + tonumber(ARGV[2]), id)
-    taken[#taken + 1] = id
-  end
-end
-return taken
-"""
-
-# ARGV: prefix, id
-_MARK_DELIVERED = """
-redis.call('ZREM', P..':undelivered', ARGV[2])
-if redis.call('EXISTS', job_key(ARGV[2])) == 1 then
-  redis.call('HSET', job_key(ARGV[2]), 'delivered_at', now_ms() / 1000)
-end
-return 1
-"""
-
-# ARGV: prefix, id, then key, value pairs. The adapter's additions to `reply_to` (such as the
-# status message it posted) are kept in their own field, `reply_patch`, merged over `reply_to` when
-# the job is read: its values are strings, which cjson round-trips exactly (it would round the
-# floats `reply_to` may hold to 14 digits). A job that is gone is not recreated.
-_REMEMBER_REPLY = """
-local k = job_key(ARGV[2])
-if redis.call('EXISTS', k) == 0 then return 0 end
-local raw = redis.call('HGET', k, 'reply_patch')
-local patch = {}
-if raw then patch = cjson.decode(raw) end
-for i = 3, #ARGV, 2 do patch[ARGV[i]] = ARGV[i + 1] end
-redis.call('HSET', k, 'reply_patch', cjson.encode(patch))
-return 1
-"""
-
-# ARGV: prefix, lowest allowed last id
-_RAISE_SEQ = """
-local floor = tonumber(ARGV[2])
-local current = tonumber(redis.call('GET', P..':seq') or '0')
-if current < floor then redis.call('SET', P..':seq', floor) end
-return math.max(current, floor)
-"""
-
-_LIGHT_FIELDS = (
-    "kind", "status", "platform", "collection", "channel", "thread", "user", "message_id",
-    "text", "attachment_name", "reply_to", "idempotency_key", "created_at", "started_at",
-    "finished_at", "attempts", "reply_patch", "crashes",
-)
-
-
-def _text(raw: bytes | None) -> str:
-    return "" if raw is None else raw.decode("utf-8")
-
-
-def _seconds(raw: bytes | None) -> float | None:
-    return None if raw is None or raw == b"" else float(raw)
-
-
-def _job_from(job_id: int, fields: Mapping[str, bytes | None], *, with_attachment: bool) -> Job:
-    attachment = None
-    name = fields.get("attachment_name")
-    if with_attachment and name is not None:
-        attachment = Attachment(_text(name), bytes(fields.get("attachment") or b""))
-    return Job(
-        id=job_id,
-        kind=JobKind(_text(fields.get("kind"))),
-        status=JobStatus(_text(fields.get("status"))),
-        platform=_text(fields.get("platform")),
-        collection=_text(fields.get("collection")),
-        channel=_text(fields.get("channel")),
-        thread=_text(fields.get("thread")),
-        user=_text(fields.get("user")),
-        message_id=_text(fields.get("message_id")),
-        text=_text(fields.get("text")),
-        attachment=attachment,
-        reply_to={
-            **json.loads(_text(fields.get("reply_to")) or "{}"),
-            **json.loads(_text(fields.get("reply_patch")) or "{}"),
-        },
-        idempotency_key=_text(fields.get("idempotency_key")),
-        created_at=_seconds(fields.get("created_at")) or 0.0,
-        started_at=_seconds(fields.get("started_at")),
-        finished_at=_seconds(fields.get("finished_at")),
-        attempts=int(fields.get("attempts") or 0),
-        crashes=int(fields.get("crashes") or 0),
-    )
-
-
-def _job_fields(job: Job) -> list[str | bytes]:
-    """The job as the flat field/value list `HSET` takes (status and times are the script's)."""
-    pairs: list[tuple[str, str | bytes]] = [
-        ("kind", job.kind.value),
-        ("platform", job.platform),
-        ("collection", job.collection),
-        ("channel", job.channel),
-        ("thread", job.thread),
-        ("user", job.user),
-        ("message_id", job.message_id),
-        ("text", job.text),
-        ("reply_to", json.dumps(dict(job.reply_to), ensure_ascii=False)),
-        ("idempotency_key", job.idempotency_key),
-    ]
-    if job.attachment is not None:
-        pairs += [("attachment_name", job.attachment.filename), ("attachment", job.attachment.data)]
-    return [item for pair in pairs for item in pair]
 
 
 def _connect(config: RedisQueueConfig) -> Any:
@@ -477,14 +121,7 @@ class RedisJobQueue:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._scripts = {
-            name: client.register_script(_COMMON + body)
-            for name, body in (
-                ("put", _PUT), ("claim", _CLAIM), ("complete", _COMPLETE),
-                ("cancel_pending", _CANCEL_PENDING), ("requeue", _REQUEUE),
-                ("heartbeat", _HEARTBEAT), ("recover", _RECOVER), ("has_work", _HAS_WORK),
-                ("undelivered", _UNDELIVERED), ("mark_delivered", _MARK_DELIVERED),
-                ("raise_seq", _RAISE_SEQ), ("remember_reply", _REMEMBER_REPLY),
-            )
+            name: client.register_script(source) for name, source in load_scripts().items()
         }
 
     @classmethod
@@ -552,7 +189,7 @@ class RedisJobQueue:
         try:
             reply = await self._run(
                 "put", job.platform, job.idempotency_key, job.user, job.message_id,
-                self._max_pending, self._max_per_user, *_job_fields(job),
+                self._max_pending, self._max_per_user, *job_fields(job),
             )
         except FolioError:
             raise
@@ -561,9 +198,9 @@ class RedisJobQueue:
             raise QueueUnavailableError(
                 "The queue is unavailable right now; please try again in a minute."
             ) from None
-        verdict = _text(reply[0])
+        verdict = as_text(reply[0])
         if verdict == "duplicate":
-            raise DuplicateJobError(f"Already received that message (job {_text(reply[1])}).")
+            raise DuplicateJobError(f"Already received that message (job {as_text(reply[1])}).")
         if verdict == "full":
             raise QueueFullError(
                 f"The queue is full ({self._max_pending} requests waiting); "
@@ -591,9 +228,9 @@ class RedisJobQueue:
         if len(reply) < 3:
             return None
         job_id, flat = int(reply[1]), reply[2]
-        fields = {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
-        self._held[job_id] = _text(fields["token"])
-        return _job_from(job_id, fields, with_attachment=True)
+        fields = {as_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+        self._held[job_id] = as_text(fields["token"])
+        return job_from(job_id, fields, with_attachment=True)
 
     async def complete(
         self, job_id: int, status: JobStatus, outcome: Outcome, record: HistoryRecord | None
@@ -649,10 +286,10 @@ class RedisJobQueue:
         return ids
 
     async def get(self, job_id: int) -> Job | None:
-        values = await self._redis.hmget(self._job_key(job_id), _LIGHT_FIELDS)
+        values = await self._redis.hmget(self._job_key(job_id), LIGHT_FIELDS)
         if values[0] is None:
             return None
-        return _job_from(job_id, dict(zip(_LIGHT_FIELDS, values, strict=True)),
+        return job_from(job_id, dict(zip(LIGHT_FIELDS, values, strict=True)),
                          with_attachment=False)
 
     async def latest_active(self, platform: str, user: str) -> Job | None:
@@ -678,12 +315,12 @@ class RedisJobQueue:
         found: list[tuple[Job, Outcome]] = []
         for raw in await self._run("undelivered", self._lease_ms, *platforms):
             job_id = int(raw)
-            values = await self._redis.hmget(self._job_key(job_id), (*_LIGHT_FIELDS, "result"))
+            values = await self._redis.hmget(self._job_key(job_id), (*LIGHT_FIELDS, "result"))
             if values[0] is None or values[-1] is None:
                 continue
-            job = _job_from(job_id, dict(zip(_LIGHT_FIELDS, values[:-1], strict=True)),
+            job = job_from(job_id, dict(zip(LIGHT_FIELDS, values[:-1], strict=True)),
                             with_attachment=False)
-            found.append((job, outcome_from_json(_text(values[-1]))))
+            found.append((job, outcome_from_json(as_text(values[-1]))))
         return sorted(found, key=lambda pair: pair[0].id)
 
     async def mark_delivered(self, job_id: int) -> None:
@@ -706,7 +343,7 @@ class RedisJobQueue:
         running_ids = [int(i) for i in await self._redis.zrange(self._key("running"), 0, -1)]
         pending_ids = [int(i) for i in await self._redis.zrange(self._key("pending"), 0, -1)]
         turns = {
-            _text(who): int(seq)
+            as_text(who): int(seq)
             for who, seq in (await self._redis.hgetall(self._key("turns"))).items()
         }
         jobs = {i: job for i in {*running_ids, *pending_ids} if (job := await self.get(i))}

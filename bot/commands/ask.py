@@ -1,0 +1,72 @@
+"""`folio ask QUESTION`: the answer streamed as it is written, then the checked one."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from bot.answer_json import answer_record
+from bot.commands.output import open_engine, print_json
+from bot.errors import FolioError
+from config.settings import Settings
+
+
+def cmd_ask(
+    settings: Settings, collection: str, question: str, *, verbose: bool, as_json: bool,
+    out: TextIO | None = None,
+) -> int:
+    from bot.render import render_answer
+    from rag.types import AnswerProgress
+
+    out = out or sys.stdout
+    engine = open_engine(settings)
+    if not engine.documents(collection):
+        engine.close()
+        raise FolioError(
+            f"Nothing is indexed in collection {collection!r} yet: run `folio ingest PATH` first."
+        )
+    streamed = [0]
+
+    def progress(event: AnswerProgress) -> None:
+        # Stream the answer as it is written (people only; JSON waits for the end).
+        if as_json or event.stage != "writing" or not event.partial_text:
+            return
+        out.write(event.partial_text[streamed[0]:])
+        out.flush()
+        streamed[0] = len(event.partial_text)
+
+    started = time.perf_counter()
+    try:
+        answer = engine.answer(question, collection=collection, on_progress=progress)
+    finally:
+        engine.close()
+    seconds = time.perf_counter() - started
+    if as_json:
+        print_json({"question": question, **answer_record(answer, seconds)}, out)
+        return 0
+    final = render_answer(answer)
+    if streamed[0]:
+        # What streamed was the raw draft; grounding may have dropped unsupported sentences
+        # (or abstained), so the checked answer follows it.
+        out.write("\n\n" + ("" if answer.abstained else "Checked against the documents:\n"))
+    out.write(final + "\n")
+    if answer.citations:
+        for citation in answer.citations:
+            out.write(f'  {citation.render()} "{citation.quote}"\n')
+    if verbose:
+        out.write("\nRetrieved passages:\n")
+        for rank, passage in enumerate(answer.retrieved, start=1):
+            out.write(
+                f"  {rank}. [{passage.document} p.{passage.page}] fused={passage.score:.4f} "
+                f"cosine={passage.dense_score:.3f} keyword_rank={passage.keyword_rank}\n"
+                f"     {passage.text[:300]}\n"
+            )
+        t = answer.timings
+        first = f"{t.first_token:.2f}s" if t.first_token is not None else "-"
+        out.write(
+            f"\nTimings: retrieval {t.retrieval * 1000:.0f} ms, first token {first}, "
+            f"generation {t.generation:.2f}s, total {seconds:.2f}s; "
+            f"{answer.prompt_tokens} prompt + {answer.tokens} answer tokens ({answer.model})\n"
+        )
+    return 0

@@ -1,0 +1,1 @@
+return reap(now_ms())

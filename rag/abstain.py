@@ -1,0 +1,174 @@
+"""Abstention rules: a question that names something the documents never mention is not answered.
+
+A small model asked about "the Spanish edition" of a document that has none will happily invent
+one; no retrieval score catches it, because the rest of the question matches the documents well.
+So before any answer is built, the question's names are looked up: in the collection (a word the
+collection never uses), and in the documents the passages come from (a name those documents,
+the only ones able to answer, never mention). No model call is involved.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from rag.embed import Embedder
+from rag.normalize import FUNCTION_WORDS
+from rag.store import question_terms
+from rag.types import Passage
+
+
+class TermLookup(Protocol):
+    """What the rules need from the document store: does a word occur in these documents?"""
+
+    def term_in_collection(
+        self,
+        collection: str,
+        term: str,
+        documents: Sequence[str] | None = None,
+        *,
+        prefix: bool = False,
+    ) -> bool: ...
+
+
+class AbstentionRules:
+    """The name checks over one store; `vocabulary` is the embedder's word list (loaded lazily,
+    so common words are skipped without a database lookup)."""
+
+    def __init__(self, store: TermLookup, vocabulary: Callable[[], frozenset[str]]) -> None:
+        self._store = store
+        self._vocabulary = vocabulary
+
+    def unknown_terms(
+        self, question: str, collection: str, passages: Sequence[Passage] = ()
+    ) -> list[str]:
+        """Names in the question (not common words) that no chunk of the collection contains."""
+        vocabulary = self._vocabulary()
+        unknown = []
+        for term in question_terms(question):
+            if "-" in term or "." in term or term.isdigit() or len(term) < 3:
+                continue  # multi-part terms and numbers are matched loosely; don't judge them
+            if term in _CONTRACTIONS or any(form in vocabulary for form in word_forms(term)):
+                continue
+            if not self.mentions(collection, term, None, passages):
+                unknown.append(term)
+        return unknown
+
+    def mentions(
+        self, collection: str, term: str, documents: Sequence[str] | None,
+        passages: Sequence[Passage],
+    ) -> bool:
+        """Whether the documents mention `term`: as a word, as another form of it ("binaries",
+        "binary"), as a word of a document's file name, or as the initials of words in the
+        passages found ("NOSA": NASA Open Source Agreement)."""
+        if self._store.term_in_collection(collection, term, documents):
+            return True
+        root = word_root(term)
+        if len(root) >= 4 and self._store.term_in_collection(
+            collection, root, documents, prefix=True
+        ):
+            return True
+        names = documents if documents is not None else [p.document for p in passages]
+        titles = [" ".join(re.split(r"[^a-z0-9]+", name.lower())) for name in names]
+        if any(term in title.split() or spells_initials(term, title) for title in titles):
+            return True
+        return any(spells_initials(term, p.text) for p in passages)
+
+    def names_missing_from(
+        self, question: str, passages: Sequence[Passage], collection: str
+    ) -> list[str]:
+        """Names in the question that none of the documents the passages come from mentions.
+
+        A name (a capitalised word inside the question, like "Spanish" or "Telegram") that the
+        only documents able to answer never mention means the question is about something
+        they don't cover, even when the rest of it matches them closely.
+        """
+        documents = sorted({p.document for p in passages})
+        if not documents:
+            return []
+        missing = []
+        for name in question_names(question):
+            for term in question_terms(name):
+                if "-" in term or "." in term or term.isdigit() or len(term) < 3:
+                    continue
+                if term in _CONTRACTIONS or term in missing:
+                    continue
+                if not self.mentions(collection, term, documents, passages):
+                    missing.append(term)
+        return missing
+
+
+def vocabulary_of(embedder: Embedder) -> frozenset[str]:
+    """The embedder's tokenizer vocabulary, or nothing when it has none to offer."""
+    vocabulary = getattr(embedder, "vocabulary", None)
+    return vocabulary() if callable(vocabulary) else frozenset()
+
+
+def word_forms(word: str) -> list[str]:
+    """The word and the singular or base forms it may inflect ("binaries" -> "binary",
+    "greyed" -> "grey"), to look up in a vocabulary."""
+    forms = [word, word_root(word)]
+    if word.endswith("ies"):
+        forms.append(word[:-3] + "y")
+    if word.endswith(("es", "ed")):
+        forms.append(word[:-1])  # "notes" -> "note", "stored" -> "store"
+    return forms
+
+
+def word_root(word: str) -> str:
+    """A crude root shared by a word's inflections: "binaries" -> "binar", "cutoffs" ->
+    "cutoff", "greyed" -> "grey" (a prefix to search for, not a dictionary form)."""
+    for suffix in ("ies", "ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def spells_initials(term: str, text: str) -> bool:
+    """Whether consecutive words of `text` start with the letters of `term`, with or without
+    its function words ("NOSA": NASA Open Source Agreement; "DoD": Department of Defense), so
+    an acronym counts as mentioned where its expansion is written out."""
+    if not 2 <= len(term) <= 8 or not term.isalpha():
+        return False
+    term = term.lower()
+    every = re.findall(r"[a-z][a-z'-]*", text.lower())
+    content = [w for w in every if w not in FUNCTION_WORDS]
+    n = len(term)
+    return any(
+        "".join(w[0] for w in words[i : i + n]) == term
+        for words in (every, content)
+        for i in range(len(words) - n + 1)
+    )
+
+
+def question_names(question: str) -> list[str]:
+    """Capitalised words that do not open a sentence (and are not "I"): the names a question
+    uses, such as products, places, languages, people and acronyms."""
+    names = []
+    for sentence in re.split(r"(?<=[.!?])\s+", question.strip()):
+        words = re.findall(r"[^\W_][\w'’.-]*", sentence)
+        for word in (w.rstrip(".'’-") for w in words[1:]):
+            if word != "I" and any(ch.isupper() for ch in word):
+                names.append(word)
+    return names
+
+
+_CONTRACTIONS = frozenset(
+    [
+        "doesn",
+        "isn",
+        "wasn",
+        "aren",
+        "weren",
+        "didn",
+        "don",
+        "hasn",
+        "haven",
+        "hadn",
+        "won",
+        "wouldn",
+        "shouldn",
+        "couldn",
+    ]
+)

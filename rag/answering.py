@@ -1,0 +1,297 @@
+"""Answering: retrieve → abstain if the evidence is weak → compose from the documents' sentences
+or prompt and generate (streamed) → keep the sentences a passage supports → cite them.
+
+This is the one path every question takes (terminal, Discord, Slack, the web page, `folio ask`,
+`folio eval`). The abstention rules are rag.abstain, the composition rag.compose, the grounding
+rag.cite; this module puts them in order and times them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+
+from rag.abstain import AbstentionRules
+from rag.chunk import split_sentences
+from rag.cite import drop_off_topic_pages, ground_sentences, says_it_does_not_know
+from rag.compose import Part, compose, render_parts
+from rag.embed import Embedder
+from rag.extract import Evidence, covers, rank_evidence
+from rag.followup import Standalone, standalone_question
+from rag.generate import Generator
+from rag.normalize import strip_invisible
+from rag.options import EngineOptions
+from rag.prompt import PromptBuilder, sanitize
+from rag.sentence_vectors import SentenceVectors
+from rag.store import DocumentStore
+from rag.types import (
+    Answer,
+    AnswerProgress,
+    CancelCheck,
+    Citation,
+    Passage,
+    ProgressCallback,
+    Timings,
+    Turn,
+)
+
+logger = logging.getLogger(__name__)
+
+# (question, collection, top_k or None for the configured one) -> passages, best first
+Retrieve = Callable[[str, str, "int | None"], list[Passage]]
+
+
+class AnswerPipeline:
+    """Answers one question at a time, or several at once: `state` is the engine's lock, held
+    only for the steps that must not overlap (search, evidence ranking), never for generation.
+    `generator` is called only in the modes where the model writes (it loads on first call)."""
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        embedder: Callable[[], Embedder],
+        generator: Callable[[], Generator],
+        retrieve: Retrieve,
+        rules: AbstentionRules,
+        options: EngineOptions,
+        state: threading.RLock,
+        sentence_vectors: Callable[[], SentenceVectors],
+    ) -> None:
+        self._sentence_vectors = sentence_vectors  # evidence sentences' vectors, remembered
+        self._store = store
+        self._embedder = embedder
+        self._generator = generator
+        self._retrieve = retrieve
+        self._rules = rules
+        self._options = options
+        self._state = state
+
+    def answer(
+        self,
+        question: str,
+        *,
+        collection: str,
+        history: Sequence[Turn] = (),
+        on_progress: ProgressCallback | None = None,
+        cancelled: CancelCheck | None = None,
+    ) -> Answer:
+        options = self._options
+        writes = options.answer_mode != "evidence"
+        # The model loads once, on first use, and only in the modes where it writes.
+        generator = self._generator() if writes else None
+        embedder = self._embedder()
+        started = time.perf_counter()
+        timings = Timings()
+        question = strip_invisible(question).strip()
+        if on_progress:
+            on_progress(AnswerProgress("searching"))
+        standalone = standalone_question(question, history)
+        query = standalone.query
+        # Sentences are chosen from more passages than are shown as the closest pages.
+        shown = options.retrieval.top_k
+        passages = self._retrieve_for(standalone, collection, max(shown, options.evidence_passages))
+        model = generator.name if generator is not None else "the documents' own sentences"
+        answer = Answer("", [], passages[:shown], abstained=True, model=model, timings=timings)
+
+        def finish(reason: str = "") -> Answer:
+            if reason:
+                logger.info("abstained: %s", reason)
+            answer.citations = self._mark_from_image(answer.citations, collection)
+            timings.total = time.perf_counter() - started
+            return answer
+
+        best = max((p.dense_score for p in passages), default=-1.0)
+        if best < options.min_dense_score:
+            timings.retrieval = time.perf_counter() - started
+            return finish(f"best passage similarity {best:.2f}")
+        unknown = (
+            self._rules.unknown_terms(question, collection, passages)
+            if options.abstain_on_unknown_terms
+            else []
+        )
+        with self._state:
+            evidence = rank_evidence(query, passages, embedder,
+                                     embed_sentences=self._sentence_vectors().embed)
+        timings.retrieval = time.perf_counter() - started
+        if unknown:
+            return finish(f"the collection never mentions {', '.join(unknown)}")
+        absent = (
+            self._rules.names_missing_from(question, passages, collection)
+            if options.abstain_on_unknown_terms
+            else []
+        )
+        if absent:
+            return finish(f"the documents found never mention {', '.join(absent)}")
+        if not evidence or evidence[0].score < options.min_evidence_score:
+            return finish("no sentence answers the question closely enough")
+
+        def page_text(document: str, page: int) -> str | None:
+            return self._store.page_text(collection, document, page)
+
+        # The model sees only the best sentences; its answer is checked against every retrieved
+        # passage (measured: checking against the sentences alone cited wrong pages more often).
+        support = evidence_passages(evidence[: options.evidence_sentences])
+
+        # A sentence grounded on a page far less relevant than the best one is about something
+        # else (measured: most wrong pages cited were such pages), so it is not cited.
+        relevance = page_relevance(evidence)
+
+        parts = compose(question, evidence, page_text, options.composition, query)
+        if generator is None:
+            self._use_parts(answer, question, parts, collection)
+            return finish()
+
+        built = PromptBuilder(generator, options.prompt).build(question, support, history)
+        if on_progress:
+            on_progress(AnswerProgress("writing"))
+        generation_started = time.perf_counter()
+
+        def stream(text: str) -> None:
+            if on_progress:
+                on_progress(AnswerProgress("writing", text))
+
+        result = generator.generate(
+            built.prompt,
+            max_tokens=built.answer_budget,
+            on_text=stream,
+            cancelled=cancelled,
+            stop_when=repeats_itself,
+            messages=built.messages,
+        )
+        timings.generation = time.perf_counter() - generation_started
+        timings.first_token = result.first_token_s
+        answer.tokens = result.completion_tokens
+        answer.prompt_tokens = result.prompt_tokens
+        text, answer.shortened = complete_sentences(
+            as_sentences(sanitize(result.text)), result.finish_reason == "length"
+        )
+        written: list[Part] = []
+        if text and not says_it_does_not_know(text):
+            # A generated sentence is shown only if one passage says all of it: every content
+            # word and number (what small models invent is a name, a number, a claim).
+            grounded = ground_sentences(text, passages, page_text, strict=True)
+            grounded = drop_off_topic_pages(grounded, relevance, options.relevance_margin)
+            written = [Part(g.text, g.citation) for g in grounded if g.citation is not None]
+            if len(written) < len(grounded):
+                answer.shortened = False  # what was cut off is not what is shown
+                logger.info("dropped %d unsupported sentence(s)", len(grounded) - len(written))
+        if options.answer_mode == "hybrid":
+            # The model's checked sentences lead; the documents' sentences it does not already
+            # say follow, so the key fact is there even when the model left it out.
+            said = " ".join(p.text for p in written)
+            written += [p for p in parts if not covers(said, p.text)]
+        self._use_parts(answer, question, written, collection)
+        return finish()
+
+    def _retrieve_for(
+        self, standalone: Standalone, collection: str, top_k: int
+    ) -> list[Passage]:
+        """The best `top_k` passages for the standalone question; a follow-up keeps to the
+        documents the conversation was about when they have matching passages."""
+        if not standalone.documents:
+            return self._retrieve(standalone.query, collection, top_k)
+        wider = self._retrieve(standalone.query, collection, 2 * top_k)
+        preferred = [p for p in wider if p.document in standalone.documents]
+        others = [p for p in wider if p.document not in standalone.documents]
+        return (preferred + others)[:top_k]
+
+    def _use_parts(
+        self, answer: Answer, question: str, parts: Sequence[Part], collection: str
+    ) -> None:
+        if not parts:
+            return
+        # The page marks in the text say "read from an image" too, like the sources line.
+        marked = self._mark_from_image([p.citation for p in parts], collection)
+        parts = [replace(p, citation=c) for p, c in zip(parts, marked, strict=True)]
+        answer.text = render_parts(question, parts)
+        answer.citations = distinct([p.citation for p in parts])
+        answer.abstained = False
+
+    def _mark_from_image(self, citations: list[Citation], collection: str) -> list[Citation]:
+        """Citations whose quote was read from a page image say so ("read from an image")."""
+        return [
+            replace(c, from_image=True)
+            if not c.from_image
+            and self._store.quote_from_image(collection, c.document, c.page, c.quote)
+            else c
+            for c in citations
+        ]
+
+
+def page_relevance(evidence: Sequence[Evidence]) -> dict[tuple[str, int], float]:
+    """How well each page answers the question: the score of its best evidence sentence."""
+    best: dict[tuple[str, int], float] = {}
+    for item in evidence:
+        key = (item.passage.document, item.passage.page)
+        best[key] = max(best.get(key, item.score), item.score)
+    return best
+
+
+def evidence_passages(evidence: Sequence[Evidence]) -> list[Passage]:
+    """Group evidence sentences by their passage (best passage first, sentences in reading
+    order), so the prompt holds only the sentences that matter."""
+    groups: dict[int, list[Evidence]] = {}
+    for item in evidence:
+        groups.setdefault(item.passage.chunk_id, []).append(item)
+    result = []
+    for items in groups.values():
+        passage = items[0].passage
+        ordered = sorted(items, key=lambda e: passage.text.find(e.sentence))
+        result.append(
+            Passage(
+                chunk_id=passage.chunk_id,
+                document=passage.document,
+                page=passage.page,
+                text=" ".join(e.sentence for e in ordered),
+                score=max(e.score for e in items),
+                dense_score=passage.dense_score,
+                keyword_rank=passage.keyword_rank,
+            )
+        )
+    return result
+
+
+def distinct(citations: Iterable[Citation]) -> list[Citation]:
+    seen: dict[tuple[str, int], Citation] = {}
+    for citation in citations:
+        seen.setdefault((citation.document, citation.page), citation)
+    return list(seen.values())
+
+
+_ENUMERATOR = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
+
+
+def as_sentences(text: str) -> str:
+    """The model's text as plain sentences: list numbers and bullets off each line, and each
+    line ended as a sentence, so "1. Graph anonymization\n2. Author identification" becomes
+    two sentences rather than fragments like "2." that no page supports."""
+    lines = [kept for line in text.splitlines() if (kept := _ENUMERATOR.sub("", line).strip())]
+    # The last line keeps its ending: if generation stopped mid-sentence, it is trimmed later.
+    return " ".join(
+        line if index == len(lines) - 1 or line.endswith((".", "!", "?", ":", ";")) else f"{line}."
+        for index, line in enumerate(lines)
+    )
+
+
+def complete_sentences(text: str, hit_limit: bool) -> tuple[str, bool]:
+    """Drop repeated sentences; if generation hit its limit, trim to the last full sentence."""
+    sentences: list[str] = []
+    for sentence in split_sentences(text.strip()):
+        if sentence not in sentences:
+            sentences.append(sentence)
+    shortened = False
+    if hit_limit and sentences and not sentences[-1].rstrip("\"')]").endswith((".", "!", "?")):
+        sentences.pop()
+        shortened = True
+    return " ".join(sentences), shortened
+
+
+def repeats_itself(text: str) -> bool:
+    """True once the model repeats a whole sentence (small models loop): stop generating."""
+    sentences = split_sentences(text)
+    complete = sentences[:-1]  # the last one may still be growing
+    return len(complete) != len(set(complete))
