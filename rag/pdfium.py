@@ -19,6 +19,7 @@ _ERR_PASSWORD = 4
 # At most this many page objects are looked at per page when looking for images: a page made of
 # 100,000 tiny objects must not make the look itself a denial of service.
 MAX_OBJECTS_PER_PAGE = 2000
+_LINE_BREAK_HYPHEN = "\ufffe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,9 @@ def _layout(pdfium: Any, page: Any) -> PageLayout:
     try:
         textpage = page.get_textpage()
         try:
-            text = textpage.get_text_range()
+            # PDFium marks a word hyphenated across a line break with U+FFFE where the hyphen
+            # was; the word is one word ("surround\ufffeing" would embed and match as two).
+            text = textpage.get_text_range().replace(_LINE_BREAK_HYPHEN, "")
         finally:
             textpage.close()
     except pdfium.PdfiumError:
