@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from config.errors import ConfigError
-from rag.cpu import CpuInfo
+from rag.cpu import CpuInfo, quiet_openmp_threads
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +176,7 @@ def offline_and_quiet_threads() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("KMP_BLOCKTIME", "0")
+    quiet_openmp_threads()
 
 
 def resolve_precision(precision: Precision, cpu: CpuInfo | None = None) -> str:

@@ -51,6 +51,7 @@ def engine_options(settings: Settings) -> EngineOptions:
             max_pages=settings.ingest.max_pages,
             timeout_s=settings.ingest.parse_timeout_s,
             memory_mb=settings.ingest.parse_memory_mb,
+            text_parser=settings.ingest.text_parser,
             ocr=OcrOptions(
                 enabled=settings.ingest.ocr,
                 figures=settings.ingest.ocr_figures,

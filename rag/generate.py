@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypedDict
 
 from config.errors import ConfigError
+from rag.cpu import quiet_openmp_threads
 from rag.errors import GenerationCancelled
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,9 @@ class LlamaCppGenerator:
         extra_buffers: bool = False,
         verbose: bool = False,
     ) -> None:
+        # Before llama.cpp (and its OpenMP runtime) loads: in the model's own process nothing else
+        # has set this, and spinning threads cost most of the decode rate on shared cores.
+        quiet_openmp_threads()
         try:
             from llama_cpp import Llama
         except ImportError as exc:

@@ -76,6 +76,8 @@ def _handle(generator: Generator, connection: Connection, method: str, args: Any
             "context_tokens": generator.context_tokens,
             "extra_buffers": getattr(generator, "uses_extra_buffers", None),
             "pid": os.getpid(),
+            # How llama.cpp's OpenMP threads wait (set before it loaded; see rag.cpu).
+            "openmp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         }
     if method == "generate":
         prompt, max_tokens = args

@@ -13,7 +13,7 @@ import multiprocessing
 import multiprocessing.connection
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rag.errors import BadDocumentError
 from rag.normalize import normalize_page_text
@@ -34,6 +34,9 @@ SCAN_COVERAGE = 0.25
 BACKGROUND_COVERAGE = 0.8
 # A document with less text than this (over all pages) is indexed with a warning.
 NEARLY_EMPTY_CHARS = 100
+
+
+TextParser = Literal["pypdf", "pdfium"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,9 @@ class ParseLimits:
     timeout_s: float
     memory_mb: int
     ocr: OcrOptions = field(default_factory=OcrOptions)
+    # Which parser reads the text layers; the other one is the fallback. PDFium reads them
+    # ~8x faster (it opens every file anyway, for the page images), pypdf is the default.
+    text_parser: TextParser = "pypdf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +303,9 @@ def _child_main(
     except (ImportError, ValueError, OSError):  # not on this platform: the timeout still applies
         pass
     try:
-        result: tuple[str, Any] = ("ok", read_document(data, limits.max_pages))
+        result: tuple[str, Any] = (
+            "ok", read_document(data, limits.max_pages, limits.text_parser)
+        )
     except BadDocumentError as exc:
         result = ("error", exc.message)
     except MemoryError:
@@ -319,11 +327,15 @@ class _Final(BadDocumentError):
     """A refusal no second parser can change: a password, too many pages, a bomb, nesting."""
 
 
-def read_document(data: bytes, max_pages: int) -> RawDocument:
-    """Text layers by pypdf, with PDFium as the second parser; image boxes by PDFium. Runs in the
-    parse child."""
+def read_document(data: bytes, max_pages: int, text_parser: TextParser = "pypdf") -> RawDocument:
+    """Text layers by pypdf, with PDFium as the second parser (or the other way round with
+    text_parser = "pdfium"); image boxes by PDFium. Runs in the parse child."""
     from rag import pdfium
 
+    if text_parser == "pdfium":
+        read = _read_with_pdfium(data, max_pages)
+        if read is not None:
+            return read
     pypdf_error = ""
     title, texts, failed = "", list[str](), set[int]()
     try:
@@ -383,6 +395,35 @@ def read_document(data: bytes, max_pages: int) -> RawDocument:
             text = normalize_page_text(layout.text)  # pypdf failed on this page, PDFium did not
         pages.append(RawPage(text, layout.images, layout.rotated))
     return RawDocument(title, pages, "pypdf")
+
+
+def _read_with_pdfium(data: bytes, max_pages: int) -> RawDocument | None:
+    """Text layers, title and image boxes from PDFium alone; None when PDFium cannot open the
+    file (pypdf then reads it, as the second parser). A password or too many pages is final."""
+    from rag import pdfium
+
+    try:
+        document = pdfium.open_document(data)
+    except BadDocumentError as exc:
+        if "password" in exc.message:
+            raise _Final(exc.message) from None
+        return None
+    except (MemoryError, RecursionError):
+        raise
+    except Exception:  # PDFium on a hostile file: pypdf gets its turn
+        return None
+    try:
+        try:
+            layouts = list(pdfium.page_layouts(document, max_pages))
+        except BadDocumentError as exc:
+            raise _Final(exc.message) from None
+        title = normalize_page_text(pdfium.document_title(document))[:200]
+    finally:
+        document.close()
+    if not layouts:
+        return None
+    pages = [RawPage(normalize_page_text(p.text), p.images, p.rotated) for p in layouts]
+    return RawDocument(title, pages, "PDFium")
 
 
 def extract_pages(data: bytes, max_pages: int) -> tuple[str, list[str], set[int]]:

@@ -19,6 +19,7 @@ _ERR_PASSWORD = 4
 # At most this many page objects are looked at per page when looking for images: a page made of
 # 100,000 tiny objects must not make the look itself a denial of service.
 MAX_OBJECTS_PER_PAGE = 2000
+_LINE_BREAK_HYPHEN = "\ufffe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,15 @@ def open_document(data: bytes) -> Any:
         raise BadDocumentError(f"PDFium cannot read it ({_reason(exc)})") from None
 
 
+def document_title(document: Any) -> str:
+    """The Title of the document information dictionary, or "" (PDFium raises on odd ones)."""
+    pdfium = _module()
+    try:
+        return str(document.get_metadata_value("Title") or "")
+    except (pdfium.PdfiumError, KeyError, ValueError, UnicodeError):
+        return ""
+
+
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text.replace("Failed to load document ", "").strip("(). ")[:100]
@@ -97,7 +107,9 @@ def _layout(pdfium: Any, page: Any) -> PageLayout:
     try:
         textpage = page.get_textpage()
         try:
-            text = textpage.get_text_range()
+            # PDFium marks a word hyphenated across a line break with U+FFFE where the hyphen
+            # was; the word is one word ("surround\ufffeing" would embed and match as two).
+            text = textpage.get_text_range().replace(_LINE_BREAK_HYPHEN, "")
         finally:
             textpage.close()
     except pdfium.PdfiumError:

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import ConfigError
+from rag.cpu import quiet_openmp_threads
 
 
 @functools.cache
 def _model(model_path: str, context_tokens: int, threads: int, batch_tokens: int) -> Any:
     """One `Llama` per configuration, loaded once (loading is not what is being timed)."""
+    # The same OpenMP wait policy as Folio's model process, so the two differ only in Folio.
+    quiet_openmp_threads()
     try:
         from llama_cpp import Llama
     except ImportError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pdfs
 import pytest
 
@@ -93,3 +95,18 @@ def test_a_parse_that_takes_too_long_is_stopped() -> None:
     hasty = ParseLimits(max_bytes=5_000_000, max_pages=20, timeout_s=0.001, memory_mb=2048)
     with pytest.raises(BadDocumentError, match="longer than"):
         parse_pdf(pdfs.make_pdf(["Some text that takes a while."]), hasty)
+
+
+def test_pdfium_can_read_the_text_layers_with_pypdf_as_the_fallback() -> None:
+    data = pdfs.make_pdf(
+        ["Page one talks about the harbour and its boats.", "Page two: the ferry leaves at dawn."],
+        title="Harbour guide",
+    )
+    pdfium_first = replace(LIMITS, text_parser="pdfium")
+    parsed = parse_pdf(data, pdfium_first)
+    assert parsed.parser == "PDFium" and parsed.title == "Harbour guide"
+    assert [p.text for p in parsed.pages] == [p.text for p in parse_pdf(data, LIMITS).pages]
+    with pytest.raises(BadDocumentError, match="21 pages; the limit is 20"):
+        parse_pdf(pdfs.many_pages_pdf(21), pdfium_first)
+    with pytest.raises(BadDocumentError, match="encrypted with a password"):
+        parse_pdf(pdfs.encrypted_pdf(["A secret page of text."]), pdfium_first)
