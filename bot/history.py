@@ -277,8 +277,13 @@ class History:
 
     async def export_jsonl(self, out: TextIO) -> int:
         """Write the export as one JSON object per line; return how many rows were written."""
-        count = 0
-        async for item in self.export():
-            out.write(json.dumps(item, ensure_ascii=False) + "\n")
-            count += 1
-        return count
+        return await write_jsonl(self.export(), out)
+
+
+async def write_jsonl(items: AsyncIterator[dict[str, Any]], out: TextIO) -> int:
+    """Write history rows as one JSON object per line (either store's export); return how many."""
+    count = 0
+    async for item in items:
+        out.write(json.dumps(item, ensure_ascii=False) + "\n")
+        count += 1
+    return count

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, fields
 from typing import Any, TextIO
 
-from bot.history import HistoryEntry, HistoryRecord
+from bot.history import HistoryEntry, HistoryRecord, write_jsonl
 from bot.jobs import Job
 from rag.postgres import PostgresDatabase
 from rag.types import Turn
@@ -107,8 +107,4 @@ class PostgresHistory:
             last_id = rows[-1]["id"]
 
     async def export_jsonl(self, out: TextIO) -> int:
-        count = 0
-        async for item in self.export():
-            out.write(json.dumps(item, ensure_ascii=False) + "\n")
-            count += 1
-        return count
+        return await write_jsonl(self.export(), out)
