@@ -10,6 +10,7 @@ from config.settings import Settings
 from rag.storage import Store, VectorIndex
 
 if TYPE_CHECKING:
+    from rag.originals import Originals
     from rag.postgres import PostgresOptions
 
 IndexFactory = Callable[[int], VectorIndex]  # the embedder's dimension -> the index
@@ -30,6 +31,21 @@ def postgres_options(settings: Settings) -> PostgresOptions:
         vector_search=config.vector_search,
         hnsw_ef_search=config.hnsw_ef_search,
     )
+
+
+def open_originals(settings: Settings, store: Store) -> Originals:
+    """Where the uploaded PDFs are kept: this node's data folder, or with the shared Postgres
+    store the database too (each node caching what it served in its folder)."""
+    from rag.originals import OriginalFiles
+
+    local = OriginalFiles(settings.originals_dir)
+    if settings.store.backend != "postgres":
+        return local
+    from rag.postgres_originals import SharedOriginals
+    from rag.postgres_store import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    return SharedOriginals(store.database, local)
 
 
 def open_store(settings: Settings) -> Store:

@@ -24,7 +24,7 @@ from rag.ingest import IngestPipeline
 from rag.lazy import Lazy
 from rag.normalize import strip_invisible
 from rag.options import EngineOptions
-from rag.originals import OriginalFiles
+from rag.originals import Originals
 from rag.reembed import reconcile_embedder
 from rag.retrieve import HybridRetriever
 from rag.sentence_vectors import SentenceVectors
@@ -57,7 +57,7 @@ class RagEngine:
         generator: Callable[[], Generator],
         index: IndexFactory,
         options: EngineOptions,
-        originals: OriginalFiles | None = None,
+        originals: Originals | None = None,
     ) -> None:
         self._store = store
         self._originals = originals  # the PDFs as uploaded, for opening a cited page

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 
 from config.settings import Settings
-from rag.backends import open_storage
+from rag.backends import open_originals, open_storage
 from rag.compose import CompositionLimits
 from rag.embed import Embedder, make_embedder
 from rag.engine import RagEngine
@@ -15,7 +15,6 @@ from rag.generate import Generator, LlamaCppGenerator
 from rag.models import default_embedding_model, default_generation_model
 from rag.ocr import OcrOptions
 from rag.options import EngineOptions
-from rag.originals import OriginalFiles
 from rag.parse import ParseLimits
 from rag.prompt import PromptLimits
 from rag.retrieve import RetrievalParams
@@ -127,5 +126,5 @@ def build_engine(
         generator or make_generator,
         index,
         options,
-        OriginalFiles(settings.originals_dir),
+        open_originals(settings, store),
     )

@@ -24,7 +24,7 @@ from rag.embed import Embedder
 from rag.errors import BadDocumentError, DatabaseUnavailable, NotFoundError
 from rag.normalize import strip_invisible
 from rag.options import EngineOptions
-from rag.originals import OriginalFiles
+from rag.originals import Originals
 from rag.parse import ParsedDocument, parse_pdf, sha256_of
 from rag.storage import Store, VectorIndex
 from rag.types import (
@@ -66,7 +66,7 @@ class IngestPipeline:
         index: Callable[[], VectorIndex],
         ready_index: Callable[[str], VectorIndex],
         options: EngineOptions,
-        originals: OriginalFiles | None,
+        originals: Originals | None,
         state: threading.RLock,
     ) -> None:
         self._store = store

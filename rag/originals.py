@@ -15,8 +15,20 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Originals(Protocol):
+    """Where the original PDFs are kept: this folder (`OriginalFiles`) or the shared database
+    (`rag.postgres_originals.SharedOriginals`)."""
+
+    def save(self, collection: str, sha256: str, data: bytes) -> None: ...
+
+    def find(self, collection: str, sha256: str) -> Path | None: ...
+
+    def discard(self, collection: str, sha256: str) -> None: ...
 
 
 class OriginalFiles:

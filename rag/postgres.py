@@ -129,6 +129,16 @@ _MIGRATIONS.append((
         "CREATE INDEX history_user ON history (platform, user_id, id)",
     ),
 ))
+_MIGRATIONS.append((
+    # The PDFs as uploaded (rag/postgres_originals.py), so a citation's page opens on every node.
+    "m003_originals",
+    (
+        """CREATE TABLE originals (
+            collection TEXT NOT NULL, sha256 TEXT NOT NULL, data BYTEA NOT NULL,
+            PRIMARY KEY (collection, sha256)
+        )""",
+    ),
+))
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )"""

@@ -5,6 +5,7 @@ database that goes away (one line, no secret, nothing half-written, back when it
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,9 +22,11 @@ from test_rag_reembed import HashEmbedder
 from rag.chunk import chunk_document
 from rag.engine import EngineOptions, RagEngine
 from rag.errors import DatabaseUnavailable
+from rag.originals import OriginalFiles
 from rag.parse import PageText, ParsedDocument, ParseLimits
 from rag.pgvector_index import PgVectorIndex
 from rag.postgres import PostgresDatabase, PostgresOptions
+from rag.postgres_originals import SharedOriginals
 from rag.postgres_store import PostgresStore
 from rag.prompt import PromptLimits
 from rag.retrieve import RetrievalParams
@@ -81,9 +84,10 @@ def test_nodes_starting_together_apply_each_migration_once(postgres_url: str) ->
     try:
         assert errors == []
         assert len(stores) == 6
-        assert all(s.migrations() == ["m001_documents", "m002_history"] for s in stores)
+        expected = ["m001_documents", "m002_history", "m003_originals"]
+        assert all(s.migrations() == expected for s in stores)
         with psycopg.connect(postgres_url) as db:
-            assert db.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+            assert db.execute("SELECT count(*) FROM schema_migrations").fetchone() == (3,)
     finally:
         for store in stores:
             store.close()
@@ -226,14 +230,38 @@ def options() -> EngineOptions:
     )
 
 
-def engine_on(store: PostgresStore, embedder: HashEmbedder) -> RagEngine:
+def engine_on(
+    store: PostgresStore, embedder: HashEmbedder, originals: SharedOriginals | None = None
+) -> RagEngine:
     def no_model() -> Any:
         raise AssertionError("retrieval needs no generation model")
 
     def index(dimension: int) -> VectorIndex:
         return PgVectorIndex(store, dimension)
 
-    return RagEngine(store, lambda: embedder, no_model, index, options())  # type: ignore[arg-type]
+    return RagEngine(store, lambda: embedder, no_model, index, options(),  # type: ignore[arg-type]
+                     originals)
+
+
+def test_a_pdf_ingested_on_one_node_opens_on_another_until_it_is_forgotten(
+    nodes: Callable[..., PostgresStore], tmp_path: Path
+) -> None:
+    embedder = HashEmbedder("e", DIMENSION)
+    first, second = nodes(), nodes()
+    one = engine_on(first, embedder, SharedOriginals(first.database, OriginalFiles(tmp_path / "a")))
+    two = engine_on(second, embedder,
+                    SharedOriginals(second.database, OriginalFiles(tmp_path / "b")))
+    pdf = make_pdf(["Overview of the port.", "The pilot boat leaves at dawn from quay nine."])
+    one.ingest_bytes("port.pdf", pdf, collection="harbour")
+    opened = two.original_file("port.pdf", collection="harbour")
+    assert opened is not None and opened.read_bytes() == pdf
+    assert tmp_path / "b" in opened.parents  # read from the database into node two's folder
+    assert two.original_file("port.pdf", collection="elsewhere") is None
+    one.forget("port.pdf", collection="harbour")
+    assert two.original_file("port.pdf", collection="harbour") is None
+    sha = hashlib.sha256(pdf).hexdigest()
+    fresh = SharedOriginals(second.database, OriginalFiles(tmp_path / "c"))
+    assert fresh.find("harbour", sha) is None  # gone from the database, not only from a cache
 
 
 def test_two_engines_on_one_database_share_ingest_replace_and_forget(
