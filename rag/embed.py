@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -16,6 +14,7 @@ import numpy.typing as npt
 
 from config.errors import ConfigError
 from rag.cpu import CpuInfo, quiet_openmp_threads
+from rag.vector_cache import VectorCache
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +83,7 @@ class SentenceTransformerEmbedder:
             self._model.get_sentence_embedding_dimension
         )
         self._dimension: int = int(measure() or 0)
-        self._cache: OrderedDict[str, Vectors] = OrderedDict()
-        self._cache_size = query_cache_size
-        self._lock = threading.Lock()
+        self._queries = VectorCache(query_cache_size)
 
     @property
     def dimension(self) -> int:
@@ -132,23 +129,16 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> Vectors:
         """One query vector; repeated questions reuse a small LRU cache."""
-        with self._lock:
-            cached = self._cache.get(text)
-            if cached is not None:
-                self._cache.move_to_end(text)
-                return cached
+        cached = self._queries.get(text)
+        if cached is not None:
+            return cached
         vector: Vectors = self.embed_documents([text])[0]
-        if self._cache_size:
-            with self._lock:
-                self._cache[text] = vector
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+        self._queries.put(text, vector)
         return vector
 
     def forget_cached_queries(self) -> None:
         """Empty the query cache, so a benchmark embeds every question it times for real."""
-        with self._lock:
-            self._cache.clear()
+        self._queries.clear()
 
 
 def identity_of(embedder: Embedder) -> str:

@@ -23,7 +23,6 @@ import shutil
 import tempfile
 import threading
 import traceback
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 
 from config.errors import ConfigError
 from rag.embed import Vectors, offline_and_quiet_threads, vector_identity
+from rag.vector_cache import VectorCache
 
 logger = logging.getLogger(__name__)
 
@@ -186,9 +186,7 @@ class OnnxEmbedder:
         reference: Vectors = np.load(folder / REFERENCE)
         self._batch_size = batch_size
         self._dimension = int(reference.shape[1])
-        self._cache: OrderedDict[str, Vectors] = OrderedDict()
-        self._cache_size = query_cache_size
-        self._lock = threading.Lock()
+        self._queries = VectorCache(query_cache_size)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -280,23 +278,16 @@ class OnnxEmbedder:
 
     def embed_query(self, text: str) -> Vectors:
         """One query vector; repeated questions reuse a small LRU cache."""
-        with self._lock:
-            cached = self._cache.get(text)
-            if cached is not None:
-                self._cache.move_to_end(text)
-                return cached
+        cached = self._queries.get(text)
+        if cached is not None:
+            return cached
         vector: Vectors = self.embed_documents([text])[0]
-        if self._cache_size:
-            with self._lock:
-                self._cache[text] = vector
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+        self._queries.put(text, vector)
         return vector
 
     def forget_cached_queries(self) -> None:
         """Empty the query cache, so a benchmark embeds every question it times for real."""
-        with self._lock:
-            self._cache.clear()
+        self._queries.clear()
 
 
 def _worst_cosine(vectors: Vectors, reference: Vectors) -> float:

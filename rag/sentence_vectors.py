@@ -9,13 +9,12 @@ cache.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 
 from rag.embed import Embedder, Vectors
+from rag.vector_cache import VectorCache
 
 
 class SentenceVectors:
@@ -24,27 +23,25 @@ class SentenceVectors:
 
     def __init__(self, embedder: Embedder, capacity: int = 10_000) -> None:
         self._embedder = embedder
-        self._capacity = capacity
-        self._vectors: OrderedDict[str, Vectors] = OrderedDict()
-        self._lock = threading.Lock()
+        self._vectors = VectorCache(capacity)
 
     def __len__(self) -> int:
         return len(self._vectors)
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        fresh = self._embedder.embed_documents(missing) if missing else None
-        with self._lock:
-            if fresh is not None:
-                for text, vector in zip(missing, fresh, strict=True):
-                    self._vectors[text] = vector
-            rows = []
-            for text in texts:
-                self._vectors.move_to_end(text)
-                rows.append(self._vectors[text])
-            while len(self._vectors) > self._capacity:
-                self._vectors.popitem(last=False)
-        if not rows:
+        if not texts:
             return np.zeros((0, self._embedder.dimension), dtype=np.float32)
-        return np.stack(rows).astype(np.float32, copy=False)
+        found: dict[str, Vectors] = {}
+        missing: list[str] = []
+        for text in dict.fromkeys(texts):
+            vector = self._vectors.get(text)
+            if vector is None:
+                missing.append(text)
+            else:
+                found[text] = vector
+        if missing:
+            for text, vector in zip(missing, self._embedder.embed_documents(missing),
+                                    strict=True):
+                found[text] = vector
+                self._vectors.put(text, vector)
+        return np.stack([found[text] for text in texts]).astype(np.float32, copy=False)
