@@ -44,6 +44,14 @@ _REFERENCE = re.compile(r"\s?\[\d+(?:\s*[,–-]\s*\d+)*\]")
 # The next item's enumerator ("b.", "(2)") that sentence splitting leaves at the end of a list
 # item: it belongs to text that is not shown. A number with a full stop ("is 5.") is a fact.
 _TRAILING_ENUMERATOR = re.compile(r"(?<=[.;:])\s+(?:[a-h]\.|\([a-z0-9]{1,2}\))$")
+# A sentence that opens by pointing back ("In this case, two instructions are removed...")
+# means little without the one before it, which usually states the reason or the subject.
+_REFERS_BACK = re.compile(
+    r"^(?:\(?\w{1,3}[.)]\s+)?(?:this|these|that|those|it|its|they|their|such|in (?:this|that) "
+    r"(?:case|way)|however|therefore|thus|hence|as a result|for this reason|otherwise|then|"
+    r"also|instead)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +157,19 @@ def choose_evidence(
             continue
         chosen.append(item)
         said.append(words)
-    return chosen
+    return _with_antecedents(chosen)
+
+
+def _with_antecedents(chosen: Sequence[Evidence]) -> list[Evidence]:
+    """Each chosen sentence that refers back is preceded by the statement it refers to."""
+    quoted = {item.sentence for item in chosen}
+    expanded: list[Evidence] = []
+    for item in chosen:
+        if item.before and item.before not in quoted and _REFERS_BACK.match(item.sentence):
+            expanded.append(Evidence(item.passage, item.before, item.score))
+            quoted.add(item.before)
+        expanded.append(item)
+    return expanded
 
 
 def compose(

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.chunk import split_sentences
 from rag.cite import content_words
 from rag.embed import Embedder, Vectors
 from rag.normalize import FUNCTION_WORDS, normalize_for_match
+from rag.statements import split_statements
 from rag.types import Passage
 
 MIN_SENTENCE_WORDS = 5
@@ -35,6 +35,7 @@ class Evidence:
     passage: Passage
     sentence: str
     score: float
+    before: str = ""  # the statement just before it in the passage, which "this" may refer to
 
 
 def rank_evidence(
@@ -46,30 +47,33 @@ def rank_evidence(
     number_bonus: float = NUMBER_BONUS,
     embed_sentences: Callable[[Sequence[str]], Vectors] | None = None,
 ) -> list[Evidence]:
-    """Every sentence of the passages, best first (distinct sentences only, figure labels left
-    out). Score: cosine similarity to the question + keyword overlap, plus `number_bonus` for
-    a sentence stating a number when the question asks for a quantity. `embed_sentences`
+    """Every statement (rag.statements) of the passages, best first (distinct ones only,
+    figure labels left out), each with the statement before it. Score: cosine similarity to
+    the question + keyword overlap, plus `number_bonus` for a sentence stating a number when
+    the question asks for a quantity. `embed_sentences`
     (default: the embedder's document vectors) may remember vectors between questions."""
-    candidates: list[tuple[Passage, str]] = []
+    candidates: list[tuple[Passage, str, str]] = []
     seen: set[str] = set()
     for passage in passages:
-        for sentence in split_sentences(passage.text):
-            words = sentence.split()
-            if len(words) < MIN_SENTENCE_WORDS or sentence in seen:
+        previous = ""
+        for sentence in split_statements(passage.text, MAX_SENTENCE_WORDS):
+            before, previous = previous, sentence
+            if len(sentence.split()) < MIN_SENTENCE_WORDS or sentence in seen:
                 continue
             if prose_ratio(sentence) < MIN_PROSE_RATIO:
                 continue  # figure labels, not a statement
             seen.add(sentence)
-            candidates.append((passage, " ".join(words[:MAX_SENTENCE_WORDS])))
+            candidates.append((passage, sentence, before))
     if not candidates:
         return []
     query = embedder.embed_query(question)
-    vectors = (embed_sentences or embedder.embed_documents)([s for _, s in candidates])
+    vectors = (embed_sentences or embedder.embed_documents)([s for _, s, _ in candidates])
     similarities = vectors @ query
     question_words = content_words(question)
     wants_number = asks_for_a_number(question)
     ranked = []
-    for (passage, sentence), similarity in zip(candidates, np.asarray(similarities), strict=True):
+    for (passage, sentence, before), similarity in zip(
+            candidates, np.asarray(similarities), strict=True):
         overlap = (
             len(question_words & content_words(sentence)) / len(question_words)
             if question_words
@@ -78,7 +82,7 @@ def rank_evidence(
         score = float(similarity) + keyword_weight * overlap
         if wants_number and states_a_number(sentence):
             score += number_bonus
-        ranked.append(Evidence(passage, sentence, score))
+        ranked.append(Evidence(passage, sentence, score, before))
     ranked = _merge_fragments(ranked)
     ranked.sort(key=lambda e: e.score, reverse=True)
     return ranked

@@ -151,8 +151,8 @@ def unsupported_sentences(answer: Any, page_text: Any) -> list[str]:
     """The answer's sentences that the pages they cite do not strictly support (every content
     word and number there). A sentence carrying `[file p.N]` marks is checked against those
     pages; one without, against every page the answer cites."""
-    from rag.chunk import split_sentences
     from rag.cite import strictly_supported
+    from rag.statements import split_statements
 
     if answer.abstained:
         return []
@@ -162,7 +162,7 @@ def unsupported_sentences(answer: Any, page_text: Any) -> list[str]:
     unsupported = []
     for line in answer.text.splitlines():
         sentences: list[str] = []
-        for piece in split_sentences(line.lstrip("-• ").strip()):
+        for piece in split_statements(line.lstrip("-• ").strip()):
             if sentences and not marks.sub("", piece).strip():
                 sentences[-1] = f"{sentences[-1]} {piece}"  # its marks end the sentence before
             else:

@@ -18,6 +18,7 @@ PAGES = [
     "The harbour office keeps lost property for thirty days. Items can be collected on weekdays.",
     "The ferry to Marrow Island departs every ninety minutes from Pier 7. A single adult ticket "
     "costs 14 euros.",
+    "B. Fares: the office sells three tickets: 1. Single 2. Return 3. Season",
 ]
 
 
@@ -34,6 +35,10 @@ def test_a_sentence_its_cited_page_does_not_support_is_reported() -> None:
     assert unsupported_sentences(faithful, page_text) == []
     invented = answer("The ferry departs every ninety minutes. It has a café with 4K screens.", 2)
     assert unsupported_sentences(invented, page_text) == ["It has a café with 4K screens."]
+    # A quoted numbered list is checked as the statement it is, not as its numbers.
+    listed = answer("B. Fares: the office sells three tickets: 1. Single 2. Return 3. Season "
+                    "[guide.pdf p.3]", 3)
+    assert unsupported_sentences(listed, page_text) == []
     # The marks say where each sentence comes from: page 1 does not hold the ferry's times.
     wrong_page = answer("The ferry departs every ninety minutes. [guide.pdf p.1]", 1, 2)
     assert unsupported_sentences(wrong_page, page_text) == [

@@ -119,6 +119,21 @@ def test_near_repeats_and_weak_sentences_are_left_out_and_the_count_is_capped() 
         score_margin=2.0, redundancy=1.0, sentences=1))) == 1
 
 
+def test_a_sentence_that_refers_back_brings_the_statement_before_it() -> None:
+    reason = "The jump happens in the decode stage, so the next fetch is wasted."
+    effect = "In this case, two instructions are removed from the pipeline."
+    plain = "Two counters are shown in the statistics window."
+    chosen = choose_evidence([Evidence(passage("manual.pdf", 4, 0), effect, 1.5, before=reason),
+                              Evidence(passage("manual.pdf", 4, 1), plain, 1.4, before=effect)],
+                             "why", CompositionLimits(score_margin=1.0))
+    assert [e.sentence for e in chosen] == [reason, effect, plain]
+    # The statement before it is not added twice when it is itself chosen.
+    both = choose_evidence([Evidence(passage("manual.pdf", 4, 0), reason, 1.6),
+                            Evidence(passage("manual.pdf", 4, 1), effect, 1.5, before=reason)],
+                           "why", CompositionLimits(score_margin=1.0, redundancy=1.0))
+    assert [e.sentence for e in both] == [reason, effect]
+
+
 def test_a_list_answer_has_one_item_per_line_each_with_its_page() -> None:
     evidence = [
         item("Press F5 to run the program.", "manual.pdf", 4, 1.5),

@@ -1,0 +1,99 @@
+"""Statements: the units an evidence answer quotes, cut from a passage's text.
+
+Sentence splitting alone cuts a numbered list into pieces that each carry the next item's
+number ("...the following activities: 1." / "Use 2." / "Distribution 3."), so the item that
+answers a question is never a candidate, and the lead-in sentence is quoted without its list.
+So an enumerator goes with the item it opens, short enumerated items join the lead-in that
+introduces them with a colon, and an over-long "sentence" (a table strung together by text
+extraction) is cut into pieces instead of losing its tail.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rag.chunk import split_sentences
+
+# An enumerator ("1.", "b.", "B.", "(2)") at the end or the start of a sentence.
+_TRAILING_ENUMERATOR = re.compile(r"\s+(\(?(?:\d{1,2}|[A-Za-z])[.)])$")
+_LEADING_ENUMERATOR = re.compile(r"^(\(?(?:\d{1,2}|[A-Za-z])[.)])\s")
+_LONE_ENUMERATOR = re.compile(r"^\(?(?:\d{1,2}|[A-Za-z])[.)]$")
+# An enumerated item this short is a list entry ("2. Distribution"), not a statement of its own.
+LIST_ITEM_WORDS = 6
+
+
+def split_statements(text: str, max_words: int | None = None) -> list[str]:
+    """The passage's statements in reading order (see the module docstring), none longer than
+    `max_words` words if that is given."""
+    statements = _join_list_items(_move_enumerators(split_sentences(text)))
+    if max_words is None:
+        return statements
+    pieces = []
+    for statement in statements:
+        words = statement.split()
+        for start in range(0, len(words), max_words):
+            pieces.append(" ".join(words[start : start + max_words]))
+    return pieces
+
+
+def _move_enumerators(sentences: list[str]) -> list[str]:
+    """Each trailing enumerator that opens the next item moved to the start of that item. It
+    opens one when it follows a colon ("the following: 1.") or continues the numbering of the
+    items before it ("Use 2."); otherwise it is the sentence's own ("The limit is 5.")."""
+    moved: list[str] = []
+    carried = ""
+    last: dict[str, int] = {}  # per numbering style, the number of the latest item
+    for sentence in sentences:
+        if carried:
+            sentence = f"{carried} {sentence}"
+            carried = ""
+        if _LONE_ENUMERATOR.match(sentence):
+            carried = sentence  # "A." split off the heading it numbers
+            continue
+        leading = _LEADING_ENUMERATOR.match(sentence)
+        if leading:
+            style, number = _numbering(leading.group(1))
+            last[style] = number
+        else:
+            last.clear()  # the list, if any, has ended
+        found = _TRAILING_ENUMERATOR.search(sentence)
+        if found and found.start() > 0:
+            style, number = _numbering(found.group(1))
+            head = sentence[: found.start()].rstrip()
+            if head.endswith(":") or last.get(style) == number - 1:
+                carried, sentence = found.group(1), head
+        moved.append(sentence)
+    if carried:
+        moved.append(carried)
+    return moved
+
+
+def _numbering(enumerator: str) -> tuple[str, int]:
+    """An enumerator's style (digits, lower or upper case letters, bracketed or not) and number."""
+    bracketed = enumerator.startswith("(") or enumerator.endswith(")")
+    mark = enumerator.strip("().")
+    if mark.isdigit():
+        style, number = "digit", int(mark)
+    else:
+        style = "lower" if mark.islower() else "upper"
+        number = ord(mark.lower()) - ord("a") + 1
+    return (f"({style})" if bracketed else style), number
+
+
+def _join_list_items(sentences: list[str]) -> list[str]:
+    """Short enumerated items appended to the lead-in that ends with a colon before them, while
+    they keep the first item's numbering style."""
+    joined: list[str] = []
+    list_style = ""
+    for sentence in sentences:
+        leading = _LEADING_ENUMERATOR.match(sentence)
+        style = _numbering(leading.group(1))[0] if leading else ""
+        is_item = bool(style) and len(sentence.split()) <= LIST_ITEM_WORDS
+        if joined and is_item and (style == list_style or (
+                not list_style and joined[-1].endswith(":"))):
+            joined[-1] = f"{joined[-1]} {sentence}"
+            list_style = style
+            continue
+        list_style = ""
+        joined.append(sentence)
+    return joined
