@@ -23,7 +23,6 @@ from bot.commands.ingest import cmd_ingest
 from bot.errors import FolioError
 from bot.logfile import setup_logging
 from config.errors import ConfigError
-from config.settings import load_settings
 
 logger = logging.getLogger("folio")
 
@@ -96,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "run"
     if args.collection and command in ("run", "chat"):
         overrides["default_collection"] = args.collection  # the terminal chat's collection
+    from bot.app import load_settings  # the composition root knows the platforms' sections
+
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:

@@ -1,8 +1,9 @@
 """The Slack adapter: a Bolt `AsyncApp` wired to Folio's core, over Socket Mode (default) or HTTP.
 
-    adapter = SlackAdapter(core, settings.slack, bot_token=settings.slack_bot_token,
-                           app_token=settings.slack_app_token,            # Socket Mode
-                           signing_secret=settings.slack_signing_secret)  # HTTP mode
+    slack = settings.section("slack", SlackSettings)        # adapters/slack/settings.py
+    adapter = SlackAdapter(core, slack, bot_token=slack.bot_token,
+                           app_token=slack.app_token,            # Socket Mode
+                           signing_secret=slack.signing_secret)  # HTTP mode
     core.register(adapter)     # before start(): events may arrive as soon as it returns
     await adapter.start()      # checks the tokens, connects, returns; runs beside other adapters
     ...
@@ -28,9 +29,9 @@ from adapters.slack.delivery import SlackDelivery
 from adapters.slack.files import FileRejected, SlackFile, download_pdf
 from adapters.slack.listeners import PLATFORM, CorePort, SlackListeners
 from adapters.slack.outbox import SlackOutbox
+from adapters.slack.settings import SlackSettings
 from bot.jobs import Attachment, Job
 from config.errors import ConfigError, FolioError
-from config.slack import SlackSettings
 from rag.types import Answer, IngestReport
 
 if TYPE_CHECKING:
