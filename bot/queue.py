@@ -37,7 +37,9 @@ from bot.migrations import BotDatabase
 logger = logging.getLogger(__name__)
 
 UserKey = tuple[str, str]  # (platform, user)
-DELIVERED_FLUSH_S = 1.0  # a sent reply is recorded with the next write, or after this long
+# What may wait for the queue's next write (a sent reply's mark, an adapter's message id) is
+# written with it, or after this long when nothing else writes.
+DEFERRED_FLUSH_S = 1.0
 
 
 class JobQueue(Protocol):
@@ -170,10 +172,14 @@ def _row_to_job(row: aiosqlite.Row, *, with_attachment: bool) -> Job:
 class SqliteJobQueue:
     """`JobQueue` on the bot's SQLite file; every write is one `BEGIN IMMEDIATE` transaction.
 
-    A sent reply costs no write of its own while questions keep coming: "delivered" is recorded
-    in the next transaction (a claim, a completion, a new job), or after DELIVERED_FLUSH_S when
-    nothing else writes. A crash in that second repeats the reply once (it edits the same
-    message); it is never lost.
+    Each transaction is an fsync, so a question costs three on its way (put, claim, complete
+    with its history row) and two things ride on the next one instead of costing their own: the
+    adapter's message id (`remember_reply`) and "delivered" (`mark_delivered`). They are written
+    at the start of the next transaction (a claim, a completion, a new job), or after
+    DEFERRED_FLUSH_S when nothing else writes, and reads here see them at once. A crash in that
+    second loses neither question nor answer: a reply whose mark was held is sent again (into
+    the same message), and a job whose message id was held gets its answer in a new message
+    (the "Queued…" one stays behind).
     """
 
     def __init__(self, db: BotDatabase, *, max_pending: int, max_pending_per_user: int) -> None:
@@ -181,34 +187,63 @@ class SqliteJobQueue:
         self._max_pending = max_pending
         self._max_per_user = max_pending_per_user
         self._delivered: dict[int, float] = {}  # sent, not yet recorded: job id -> when
+        self._replies: dict[int, dict[str, str]] = {}  # reply_to updates not yet recorded
         self._flush: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction that also records the replies sent since the last one."""
+        """A write transaction that first records what was held for it (so its own statements
+        see the stored message ids); all of it commits, or none and it stays held."""
         marks = dict(self._delivered)
+        replies = {job_id: dict(updates) for job_id, updates in self._replies.items()}
         async with self._db.transaction() as db:
-            yield db
+            for job_id, updates in replies.items():
+                async with db.execute("SELECT reply_to FROM jobs WHERE id = ?", (job_id,)) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    merged = {**json.loads(row["reply_to"] or "{}"), **updates}
+                    await db.execute(
+                        "UPDATE jobs SET reply_to = ? WHERE id = ?",
+                        (json.dumps(merged, ensure_ascii=False), job_id),
+                    )
             if marks:
                 await db.executemany(
                     "UPDATE jobs SET delivered_at = ? WHERE id = ?",
                     [(at, job_id) for job_id, at in marks.items()],
                 )
+            yield db
         for job_id in marks:  # committed
             self._delivered.pop(job_id, None)
+        for job_id, updates in replies.items():
+            held = self._replies.get(job_id, {})
+            for key, value in updates.items():
+                if held.get(key) == value:  # not changed again while this transaction ran
+                    del held[key]
+            if not held:
+                self._replies.pop(job_id, None)
+
+    def _hold(self) -> None:
+        """Something waits for the next write: make sure one comes soon."""
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._flush_soon(), name="folio-deferred")
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(DELIVERED_FLUSH_S)
-        if self._delivered:
+        await asyncio.sleep(DEFERRED_FLUSH_S)
+        if self._delivered or self._replies:
             async with self._writing():
                 pass
+
+    def _with_held(self, job: Job) -> Job:
+        """A stored job as it will be once the held message ids are written."""
+        held = self._replies.get(job.id)
+        return replace(job, reply_to={**job.reply_to, **held}) if held else job
 
     async def close(self) -> None:
         if self._flush is not None:
             self._flush.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flush
-        if self._delivered:
+        if self._delivered or self._replies:
             async with self._writing():
                 pass
 
@@ -352,7 +387,7 @@ class SqliteJobQueue:
             f"SELECT {_LIGHT_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
         ) as cur:
             row = await cur.fetchone()
-        return None if row is None else _row_to_job(row, with_attachment=False)
+        return None if row is None else self._with_held(_row_to_job(row, with_attachment=False))
 
     async def active_for_message(self, platform: str, message_id: str) -> Job | None:
         if not message_id:
@@ -363,7 +398,7 @@ class SqliteJobQueue:
             (platform, message_id),
         ) as cur:
             row = await cur.fetchone()
-        return None if row is None else _row_to_job(row, with_attachment=False)
+        return None if row is None else self._with_held(_row_to_job(row, with_attachment=False))
 
     async def latest_active(self, platform: str, user: str) -> Job | None:
         async with self._db.reading() as db, db.execute(
@@ -372,7 +407,7 @@ class SqliteJobQueue:
             (platform, user),
         ) as cur:
             row = await cur.fetchone()
-        return None if row is None else _row_to_job(row, with_attachment=False)
+        return None if row is None else self._with_held(_row_to_job(row, with_attachment=False))
 
     async def undelivered(self, platforms: Collection[str]) -> list[tuple[Job, Outcome]]:
         if not platforms:
@@ -385,27 +420,23 @@ class SqliteJobQueue:
         ) as cur:
             rows = await cur.fetchall()
         return [
-            (_row_to_job(r, with_attachment=False), outcome_from_json(r["result"]))
+            (self._with_held(_row_to_job(r, with_attachment=False)), outcome_from_json(r["result"]))
             for r in rows
             if r["id"] not in self._delivered  # sent; the mark is on its way
         ]
 
     async def mark_delivered(self, job_id: int) -> None:
         self._delivered[job_id] = time.time()
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.create_task(self._flush_soon(), name="folio-delivered")
+        self._hold()
 
     async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> bool:
-        async with self._writing() as db:
-            async with db.execute("SELECT reply_to FROM jobs WHERE id = ?", (job_id,)) as cur:
-                row = await cur.fetchone()
-            if row is None:
+        async with self._db.reading() as db, db.execute(
+            "SELECT 1 FROM jobs WHERE id = ?", (job_id,)
+        ) as cur:
+            if await cur.fetchone() is None:
                 return False
-            merged = {**json.loads(row["reply_to"] or "{}"), **updates}
-            await db.execute(
-                "UPDATE jobs SET reply_to = ? WHERE id = ?",
-                (json.dumps(merged, ensure_ascii=False), job_id),
-            )
+        self._replies.setdefault(job_id, {}).update(updates)
+        self._hold()
         return True
 
     async def recent_durations(self, limit: int) -> list[float]:
@@ -422,7 +453,10 @@ class SqliteJobQueue:
             async with db.execute(
                 f"SELECT {_LIGHT_COLUMNS} FROM jobs WHERE status IN ('pending', 'running')"
             ) as cur:
-                rows = {r["id"]: _row_to_job(r, with_attachment=False) for r in await cur.fetchall()}
+                rows = {
+                    r["id"]: self._with_held(_row_to_job(r, with_attachment=False))
+                    for r in await cur.fetchall()
+                }
             order = fair_order(await self._pending(db), await self._last_seq(db))
         running = sorted(
             (j for j in rows.values() if j.status is JobStatus.RUNNING), key=lambda j: j.id
