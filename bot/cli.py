@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_common_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("run", help="run the bot: Discord/Slack if configured, else terminal chat")
+    commands.add_parser(
+        "run", help="run the bot: the chat platforms configured, else the terminal chat"
+    )
     commands.add_parser("chat", help="chat in the terminal (through the same queue and worker)")
 
     ingest = commands.add_parser("ingest", help="add PDFs (files or folders) to the collection")

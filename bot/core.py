@@ -223,7 +223,13 @@ class BotCore:
         adapter = self._adapters.get(job.platform)
         if adapter is None:
             raise ValueError(f"no adapter registered for platform {job.platform!r}")
-        placement = await queue.put(job)
+        claim_for = worker.reserve()  # an idle worker's slot: the put may claim the job too
+        try:
+            placement = await queue.put(job, claim_for=claim_for)
+        except BaseException:
+            if claim_for:
+                worker.take(None)
+            raise
         stored = placement.job
         accepted = Accepted(
             job_id=stored.id,
@@ -235,6 +241,8 @@ class BotCore:
         # before it knows to wait for the acknowledgement.
         ack = self._spawn(self._acknowledge(adapter, accepted))
         worker.expect_ack(stored.id, ack)
+        if claim_for:
+            worker.take(placement.claimed)
         worker.wake()
         logger.info(
             "job %s queued: %s from %s/%s (position %s)",
