@@ -20,7 +20,8 @@ _SECRET_ENV = "folio_secret_env"  # the field's json_schema_extra key naming its
 
 
 class SectionSettings(BaseModel):
-    """A platform's section: an unknown key or a bad value is an error at start, like elsewhere."""
+    """A platform's section: an unknown key or a bad value is an error at start, like elsewhere.
+    Its defaults must be valid (the section is there, with them, when a file leaves it out)."""
 
     model_config = ConfigDict(extra="forbid")
 

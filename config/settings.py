@@ -1,7 +1,9 @@
 """Typed settings: `config/folio.toml` (or the file named by FOLIO_CONFIG), overridden
 by `FOLIO_...` environment variables (nested with `__`, e.g. FOLIO_RETRIEVAL__TOP_K=4).
 Secrets come only from the environment. Nothing is read at import time: call
-`load_settings()` in the composition root.
+`load_settings()` in the composition root, which passes the platforms' own sections
+(`[discord]`, `[web]`, ...: declared in their folders, see `config.sections`); this module names
+no platform.
 """
 
 from __future__ import annotations
@@ -501,7 +503,8 @@ def load_settings(
 
     `sections` are the platforms' own sections by name (`[discord]`: its model), which their
     folders declare; the composition root passes them (`bot.app.load_settings`). A section's
-    secret fields are read only from their environment variables.
+    secret fields are read only from their environment variables (into a section given in
+    `overrides` as a dict too; one given as a model is taken as it is).
     """
     sections = dict(sections or {})
     config_file = Path(os.environ.get("FOLIO_CONFIG", DEFAULT_CONFIG_FILE))
