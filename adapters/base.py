@@ -91,7 +91,8 @@ class RemembersReplies(Protocol):
     """The core's port for storing where a job's replies went (`bot.core.BotCore` has it)."""
 
     async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> None:
-        """Merge `updates` (string keys and values) into the stored job's `reply_to`."""
+        """Merge `updates` (string keys and values) into the stored job's `reply_to` (the SQLite
+        queue writes it with its next write, within a second)."""
         ...
 
 

@@ -2,8 +2,10 @@
 
 Every package under `adapters/` that has a `platform.py` with a `platform()` function is a
 platform; `bot.app` asks each whether the settings configure it and builds only those, so a
-platform library is imported only when it is used. Nothing is registered at import time: the
-folders are looked up when `discover()` is called.
+platform library is imported only when it is used. A platform may declare its own settings
+section (`[<name>]`, with its secrets from the environment; see `config.sections`), which
+`bot.app.load_settings` validates with the rest at start. Nothing is registered at import time:
+the folders are looked up when `discover()` is called.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from config.sections import SectionSettings
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -33,6 +37,7 @@ class Platform:
     label: str  # for people: "Discord", "the web page"
     configured: Callable[[Settings], bool]
     build: Callable[[Any, Settings], Any]  # (the bot core, settings) -> the adapter
+    settings: type[SectionSettings] | None = None  # its section, `[<name>]`; None: it has none
 
 
 def discover() -> list[Platform]:
@@ -48,3 +53,8 @@ def discover() -> list[Platform]:
             continue
         found.append(importlib.import_module(name).platform())
     return found
+
+
+def settings_sections(found: list[Platform] | None = None) -> dict[str, type[SectionSettings]]:
+    """The settings section each platform declares, by platform name."""
+    return {p.name: p.settings for p in (discover() if found is None else found) if p.settings}

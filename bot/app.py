@@ -16,13 +16,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from adapters.registry import Platform, discover
+from adapters.registry import Platform, discover, settings_sections
 from bot.core import BotCore
 from bot.errors import FolioError, GeneratorCrashed, GeneratorUnavailable
+from config import settings as config
 from config.settings import Settings
 from rag.factory import build_engine
 
 logger = logging.getLogger(__name__)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings with every platform folder's own section (`[discord]`, `[web]`, ...),
+    validated at once; raises ConfigError with one line per problem."""
+    return config.load_settings(sections=settings_sections(), **overrides)
 
 
 def configured_platforms(settings: Settings, found: list[Platform] | None = None) -> list[str]:

@@ -23,7 +23,6 @@ from bot.commands.ingest import cmd_ingest
 from bot.errors import FolioError
 from bot.logfile import setup_logging
 from config.errors import ConfigError
-from config.settings import load_settings
 
 logger = logging.getLogger("folio")
 
@@ -36,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_common_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("run", help="run the bot: Discord/Slack if configured, else terminal chat")
+    commands.add_parser(
+        "run", help="run the bot: the chat platforms configured, else the terminal chat"
+    )
     commands.add_parser("chat", help="chat in the terminal (through the same queue and worker)")
 
     ingest = commands.add_parser("ingest", help="add PDFs (files or folders) to the collection")
@@ -96,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "run"
     if args.collection and command in ("run", "chat"):
         overrides["default_collection"] = args.collection  # the terminal chat's collection
+    from bot.app import load_settings  # the composition root knows the platforms' sections
+
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:

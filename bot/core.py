@@ -223,18 +223,25 @@ class BotCore:
         adapter = self._adapters.get(job.platform)
         if adapter is None:
             raise ValueError(f"no adapter registered for platform {job.platform!r}")
-        placement = await queue.put(job)
-        stored = placement.job
-        accepted = Accepted(
-            job_id=stored.id,
-            position=placement.position,
-            eta_s=worker.throughput.eta(placement.position + placement.running),
-            job=stored,
-        )
-        # No await between the commit and these two lines: the worker cannot start the job
-        # before it knows to wait for the acknowledgement.
-        ack = self._spawn(self._acknowledge(adapter, accepted))
-        worker.expect_ack(stored.id, ack)
+        claim_for = worker.reserve()  # an idle worker's slot: the put may claim the job too
+        claimed: Job | None = None
+        try:
+            placement = await queue.put(job, claim_for=claim_for)
+            claimed = placement.claimed
+            stored = placement.job
+            accepted = Accepted(
+                job_id=stored.id,
+                position=placement.position,
+                eta_s=worker.throughput.eta(placement.position + placement.running),
+                job=stored,
+            )
+            # No await between the commit and these lines: the worker cannot start the job
+            # before it knows to wait for the acknowledgement.
+            ack = self._spawn(self._acknowledge(adapter, accepted))
+            worker.expect_ack(stored.id, ack)
+        finally:
+            if claim_for:  # the slot is given back, or to the job its put claimed
+                worker.take(claimed)
         worker.wake()
         logger.info(
             "job %s queued: %s from %s/%s (position %s)",

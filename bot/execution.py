@@ -198,7 +198,10 @@ class JobRunner:
         return JobStatus.CANCELLED, ErrorOutcome(GenerationCancelled().message)
 
     async def complete(self, job: Job, status: JobStatus, outcome: Outcome) -> None:
-        """Store the outcome with its history row, then deliver it (once)."""
+        """Store the outcome with its history row, then deliver it (once).
+
+        (The next job is claimed after this write, not in it: the reply is sent meanwhile, and
+        its "delivered" mark rides on that claim instead of waiting for a write of its own.)"""
         finished_at = time.time()
         record = build_record(job, status, outcome, finished_at=finished_at)
         if not await self._queue.complete(job.id, status, outcome, record):

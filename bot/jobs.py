@@ -100,6 +100,7 @@ class Placement:
     job: Job
     position: int
     running: int  # jobs being worked on now (they finish before this one starts)
+    claimed: Job | None = None  # claimed with its put (`JobQueue.put(claim_for=...)`): running
 
 
 # --- outcomes: what the worker produced, stored as JSON with the job -------------------------

@@ -37,14 +37,21 @@ from bot.migrations import BotDatabase
 logger = logging.getLogger(__name__)
 
 UserKey = tuple[str, str]  # (platform, user)
-DELIVERED_FLUSH_S = 1.0  # a sent reply is recorded with the next write, or after this long
+# What may wait for the queue's next write (a sent reply's mark, an adapter's message id) is
+# written with it, or after this long when nothing else writes.
+DEFERRED_FLUSH_S = 1.0
 
 
 class JobQueue(Protocol):
     """What the core and the worker need from a queue back end."""
 
-    async def put(self, job: Job) -> Placement:
-        """Store a new job durably. Raises DuplicateJobError or QueueFullError (nothing stored)."""
+    async def put(self, job: Job, *, claim_for: Collection[str] = ()) -> Placement:
+        """Store a new job durably. Raises DuplicateJobError or QueueFullError (nothing stored).
+
+        `claim_for`: the platforms of an idle worker waiting for work. If the new job is the
+        fairly-next of theirs, a back end may claim it in the same write (`Placement.claimed`,
+        as `claim` would return it); else, or if it cannot, the job is just pending.
+        """
         ...
 
     async def claim(self, platforms: Collection[str]) -> Job | None:
@@ -170,10 +177,15 @@ def _row_to_job(row: aiosqlite.Row, *, with_attachment: bool) -> Job:
 class SqliteJobQueue:
     """`JobQueue` on the bot's SQLite file; every write is one `BEGIN IMMEDIATE` transaction.
 
-    A sent reply costs no write of its own while questions keep coming: "delivered" is recorded
-    in the next transaction (a claim, a completion, a new job), or after DELIVERED_FLUSH_S when
-    nothing else writes. A crash in that second repeats the reply once (it edits the same
-    message); it is never lost.
+    Each transaction is an fsync, so a question costs three on its way (put, claim, complete
+    with its history row; an idle worker's claim is in the put) and two things ride on the next
+    one instead of costing their own: "delivered" (`mark_delivered`), and the adapter's message
+    id (`remember_reply`) while the job is still waiting (a running job's is written at once, so
+    a crash mid-answer finds the message to finish). They are written at the start of the next
+    transaction (a claim, a completion, a new job), or after DEFERRED_FLUSH_S when nothing else
+    writes, and reads here see them at once. A crash in that second loses neither question nor
+    answer: a reply whose mark was held is sent again (into the same message), and a waiting
+    job whose message id was held is answered in a new message (its "Queued…" one stays).
     """
 
     def __init__(self, db: BotDatabase, *, max_pending: int, max_pending_per_user: int) -> None:
@@ -181,38 +193,77 @@ class SqliteJobQueue:
         self._max_pending = max_pending
         self._max_per_user = max_pending_per_user
         self._delivered: dict[int, float] = {}  # sent, not yet recorded: job id -> when
+        self._replies: dict[int, dict[str, str]] = {}  # reply_to updates not yet recorded
+        self._held_since: float | None = None  # when the oldest of those began to wait
         self._flush: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction that also records the replies sent since the last one."""
-        marks = dict(self._delivered)
+        """A write transaction that first records what was held for it (so its own statements
+        see the stored message ids); all of it commits, or none and it stays held."""
         async with self._db.transaction() as db:
-            yield db
+            # Taken once the connection is ours: what a write just before took is not repeated.
+            marks = dict(self._delivered)
+            replies = {job_id: dict(updates) for job_id, updates in self._replies.items()}
+            for job_id, updates in replies.items():
+                async with db.execute("SELECT reply_to FROM jobs WHERE id = ?", (job_id,)) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    merged = {**json.loads(row["reply_to"] or "{}"), **updates}
+                    await db.execute(
+                        "UPDATE jobs SET reply_to = ? WHERE id = ?",
+                        (json.dumps(merged, ensure_ascii=False), job_id),
+                    )
             if marks:
                 await db.executemany(
                     "UPDATE jobs SET delivered_at = ? WHERE id = ?",
                     [(at, job_id) for job_id, at in marks.items()],
                 )
+            yield db
         for job_id in marks:  # committed
             self._delivered.pop(job_id, None)
+        for job_id, updates in replies.items():
+            held = self._replies.get(job_id, {})
+            for key, value in updates.items():
+                if held.get(key) == value:  # not changed again while this transaction ran
+                    del held[key]
+            if not held:
+                self._replies.pop(job_id, None)
+        # What arrived while this transaction ran waits for the next one, from now.
+        self._held_since = time.monotonic() if self._delivered or self._replies else None
+
+    def _hold(self) -> None:
+        """Something waits for the next write: make sure one comes within DEFERRED_FLUSH_S."""
+        if self._held_since is None:
+            self._held_since = time.monotonic()
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._flush_soon(), name="folio-deferred")
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(DELIVERED_FLUSH_S)
-        if self._delivered:
+        """Write what has waited DEFERRED_FLUSH_S with no other write to ride on."""
+        while self._held_since is not None:
+            wait = self._held_since + DEFERRED_FLUSH_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
             async with self._writing():
                 pass
+
+    def _with_held(self, job: Job) -> Job:
+        """A stored job as it will be once the held message ids are written."""
+        held = self._replies.get(job.id)
+        return replace(job, reply_to={**job.reply_to, **held}) if held else job
 
     async def close(self) -> None:
         if self._flush is not None:
             self._flush.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flush
-        if self._delivered:
+        if self._delivered or self._replies:
             async with self._writing():
                 pass
 
-    async def put(self, job: Job) -> Placement:
+    async def put(self, job: Job, *, claim_for: Collection[str] = ()) -> Placement:
         now = time.time()
         async with self._writing() as db:
             async with db.execute(
@@ -256,11 +307,21 @@ class SqliteJobQueue:
             )
             job_id = cur.lastrowid
             assert job_id is not None
-            order = fair_order([*pending, (job_id, job.requester)], await self._last_seq(db))
+            waiting = [*pending, (job_id, job.requester)]
+            last_seq = await self._last_seq(db)
+            order = fair_order(waiting, last_seq)
             async with db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'running'") as cur:
                 running = (await cur.fetchone() or (0,))[0]
+            theirs = [(i, user) for i, user in waiting if user[0] in claim_for]
+            claimed = bool(theirs) and fair_order(theirs, last_seq)[0] == job_id
+            if claimed:  # an idle worker takes it: one write instead of a put and a claim
+                await self._mark_running(db, job_id, now)
         stored = replace(job, id=job_id, status=JobStatus.PENDING, created_at=now)
-        return Placement(job=stored, position=order.index(job_id) + 1, running=int(running))
+        placement = Placement(job=stored, position=order.index(job_id) + 1, running=int(running))
+        if claimed:
+            running_job = replace(stored, status=JobStatus.RUNNING, started_at=now, attempts=1)
+            placement = replace(placement, claimed=running_job)
+        return placement
 
     async def claim(self, platforms: Collection[str]) -> Job | None:
         if not platforms:
@@ -270,23 +331,27 @@ class SqliteJobQueue:
             if not order:
                 return None
             job_id = order[0]
-            now = time.time()
-            await db.execute(
-                "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1"
-                " WHERE id = ?",
-                (now, job_id),
-            )
-            await db.execute(
-                "INSERT INTO user_turns (platform, user_id, last_seq)"
-                " SELECT platform, user_id, (SELECT COALESCE(MAX(last_seq), 0) + 1 FROM user_turns)"
-                " FROM jobs WHERE id = ?"
-                " ON CONFLICT (platform, user_id) DO UPDATE SET last_seq = excluded.last_seq",
-                (job_id,),
-            )
+            await self._mark_running(db, job_id, time.time())
             async with db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
                 row = await cur.fetchone()
         assert row is not None
         return _row_to_job(row, with_attachment=True)
+
+    @staticmethod
+    async def _mark_running(db: aiosqlite.Connection, job_id: int, now: float) -> None:
+        """Claim `job_id`: running from `now`, one more attempt, its user served last."""
+        await db.execute(
+            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1"
+            " WHERE id = ?",
+            (now, job_id),
+        )
+        await db.execute(
+            "INSERT INTO user_turns (platform, user_id, last_seq)"
+            " SELECT platform, user_id, (SELECT COALESCE(MAX(last_seq), 0) + 1 FROM user_turns)"
+            " FROM jobs WHERE id = ?"
+            " ON CONFLICT (platform, user_id) DO UPDATE SET last_seq = excluded.last_seq",
+            (job_id,),
+        )
 
     async def complete(
         self, job_id: int, status: JobStatus, outcome: Outcome, record: HistoryRecord | None
@@ -352,7 +417,7 @@ class SqliteJobQueue:
             f"SELECT {_LIGHT_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
         ) as cur:
             row = await cur.fetchone()
-        return None if row is None else _row_to_job(row, with_attachment=False)
+        return None if row is None else self._with_held(_row_to_job(row, with_attachment=False))
 
     async def active_for_message(self, platform: str, message_id: str) -> Job | None:
         if not message_id:
@@ -363,7 +428,7 @@ class SqliteJobQueue:
             (platform, message_id),
         ) as cur:
             row = await cur.fetchone()
-        return None if row is None else _row_to_job(row, with_attachment=False)
+        return None if row is None else self._with_held(_row_to_job(row, with_attachment=False))
 
     async def latest_active(self, platform: str, user: str) -> Job | None:
         async with self._db.reading() as db, db.execute(
@@ -372,7 +437,7 @@ class SqliteJobQueue:
             (platform, user),
         ) as cur:
             row = await cur.fetchone()
-        return None if row is None else _row_to_job(row, with_attachment=False)
+        return None if row is None else self._with_held(_row_to_job(row, with_attachment=False))
 
     async def undelivered(self, platforms: Collection[str]) -> list[tuple[Job, Outcome]]:
         if not platforms:
@@ -385,27 +450,28 @@ class SqliteJobQueue:
         ) as cur:
             rows = await cur.fetchall()
         return [
-            (_row_to_job(r, with_attachment=False), outcome_from_json(r["result"]))
+            (self._with_held(_row_to_job(r, with_attachment=False)), outcome_from_json(r["result"]))
             for r in rows
             if r["id"] not in self._delivered  # sent; the mark is on its way
         ]
 
     async def mark_delivered(self, job_id: int) -> None:
         self._delivered[job_id] = time.time()
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.create_task(self._flush_soon(), name="folio-delivered")
+        self._hold()
 
     async def remember_reply(self, job_id: int, updates: Mapping[str, str]) -> bool:
-        async with self._writing() as db:
-            async with db.execute("SELECT reply_to FROM jobs WHERE id = ?", (job_id,)) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                return False
-            merged = {**json.loads(row["reply_to"] or "{}"), **updates}
-            await db.execute(
-                "UPDATE jobs SET reply_to = ? WHERE id = ?",
-                (json.dumps(merged, ensure_ascii=False), job_id),
-            )
+        async with self._db.reading() as db, db.execute(
+            "SELECT status FROM jobs WHERE id = ?", (job_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return False
+        self._replies.setdefault(job_id, {}).update(updates)
+        if row["status"] == JobStatus.PENDING.value:
+            self._hold()  # its claim (or the next write before it) writes it first
+        else:  # it is being answered: a crash must find its message, whatever comes next
+            async with self._writing():
+                pass
         return True
 
     async def recent_durations(self, limit: int) -> list[float]:
@@ -422,7 +488,10 @@ class SqliteJobQueue:
             async with db.execute(
                 f"SELECT {_LIGHT_COLUMNS} FROM jobs WHERE status IN ('pending', 'running')"
             ) as cur:
-                rows = {r["id"]: _row_to_job(r, with_attachment=False) for r in await cur.fetchall()}
+                rows = {
+                    r["id"]: self._with_held(_row_to_job(r, with_attachment=False))
+                    for r in await cur.fetchall()
+                }
             order = fair_order(await self._pending(db), await self._last_seq(db))
         running = sorted(
             (j for j in rows.values() if j.status is JobStatus.RUNNING), key=lambda j: j.id

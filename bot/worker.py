@@ -6,8 +6,9 @@ and one job at a time. With a generation server the worker is a small pool: up t
 `concurrency` questions run at once, while ingest and forget jobs, which change the index, always
 run alone (the worker drains the questions in progress first).
 
-One job's life, in order: claimed here → run by bot.execution (progress streamed by bot.relay)
-→ its outcome stored with its history row → its reply sent by bot.delivery.
+One job's life, in order: claimed here (or, when the worker is idle and waiting, by its own put:
+`reserve` and `take`, one write instead of two) → run by bot.execution (progress streamed by
+bot.relay) → its outcome stored with its history row → its reply sent by bot.delivery.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -69,6 +71,13 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._exclusive = False  # an ingest or forget job is claimed: nothing else may start
         self._acks: dict[int, asyncio.Future[None]] = {}
+        # An idle worker's slot, offered to a job being submitted so that its put claims it in
+        # the same write (`reserve`, then `take`); the loop claims nothing meanwhile.
+        self._parked = False  # the loop found nothing to claim and waits
+        self._reserved = False
+        self._unreserved = asyncio.Event()
+        self._unreserved.set()
+        self._handed: deque[Running] = deque()  # claimed with their put, to be started
         self._delivery = Delivery(
             queue, adapters, self._acks, redeliver_every_s=redeliver_every_s
         )
@@ -92,6 +101,27 @@ class Worker:
 
     def wake(self) -> None:
         """A job was queued: stop waiting."""
+        self._wakeup.set()
+
+    def reserve(self) -> list[str]:
+        """If nothing runs and the loop is waiting for work, hold the slot for the job being
+        submitted and return the platforms its put may claim it for; else []."""
+        if self._stopping or not self._parked or self._reserved or self._running:
+            return []
+        self._reserved = True
+        self._unreserved.clear()
+        return list(self._adapters)
+
+    def take(self, claimed: Job | None) -> None:
+        """End a reservation: start `claimed` (its put claimed it), or let the loop look."""
+        self._reserved = False
+        self._unreserved.set()
+        if claimed is not None:
+            running = Running(claimed)
+            self._running[claimed.id] = running  # at once, so a cancel can find it
+            if claimed.kind is not JobKind.QUESTION:
+                self._exclusive = True  # nothing else runs: nothing to drain
+            self._handed.append(running)
         self._wakeup.set()
 
     def expect_ack(self, job_id: int, acknowledged: asyncio.Future[None]) -> None:
@@ -132,29 +162,39 @@ class Worker:
         try:
             while not self._stopping:
                 self._wakeup.clear()
-                if self._exclusive or len(self._running) >= self._concurrency:
-                    await self._wait_for_wakeup(self._poll_s)  # a job's end wakes us
-                    continue
-                try:
-                    job = await self._queue.claim(list(self._adapters))
-                except Exception:
-                    logger.exception("could not take the next job; retrying")
-                    await self._wait_for_wakeup(1.0)
-                    continue
-                if job is None:
-                    # Woken by `wake` at once; the poll only picks up jobs queued by another
-                    # process.
-                    await self._wait_for_wakeup(self._poll_s)
-                    continue
-                running = Running(job)
-                self._running[job.id] = running  # before any await, so a cancel can find it
-                if job.kind is not JobKind.QUESTION:
-                    self._exclusive = True
-                    await self._drain_others(job.id)  # it changes the index: it runs alone
+                if self._handed:  # claimed with its put (see `take`)
+                    running = self._handed.popleft()
+                    job = running.job
+                else:
+                    if (
+                        self._exclusive or self._reserved
+                        or len(self._running) >= self._concurrency
+                    ):
+                        await self._wait_for_wakeup(self._poll_s)  # a job's end wakes us
+                        continue
+                    try:
+                        claimed = await self._queue.claim(list(self._adapters))
+                    except Exception:
+                        logger.exception("could not take the next job; retrying")
+                        await self._wait_for_wakeup(1.0)
+                        continue
+                    if claimed is None:
+                        # Woken by `wake` at once; the poll only picks up jobs queued by
+                        # another process.
+                        self._parked = True
+                        try:
+                            await self._wait_for_wakeup(self._poll_s)
+                        finally:
+                            self._parked = False
+                        continue
+                    job = claimed
+                    running = Running(job)
+                    self._running[job.id] = running  # before any await: a cancel finds it
+                    if job.kind is not JobKind.QUESTION:
+                        self._exclusive = True
+                        await self._drain_others(job.id)  # it changes the index: it runs alone
                 if self._stopping:
-                    self._running.pop(job.id, None)
-                    self._exclusive = False
-                    await self._queue.requeue(job.id)
+                    self._handed.appendleft(running)  # back in line, below
                     break
                 task = asyncio.create_task(self._run_job(running), name=f"folio-job-{job.id}")
                 self._tasks.add(task)
@@ -188,9 +228,12 @@ class Worker:
                 logger.exception("job %s: could not record its failure either", job.id)
         finally:
             self._running.pop(job.id, None)
-            if job.kind is not JobKind.QUESTION:
-                self._exclusive = False
+            self._exclusive = self._holds_index()
             self._wakeup.set()  # a slot is free
+
+    def _holds_index(self) -> bool:
+        """An ingest or forget job is among those claimed: nothing else may start."""
+        return any(r.job.kind is not JobKind.QUESTION for r in self._running.values())
 
     async def stop(self, task: asyncio.Task[None], *, grace_s: float, cancel_wait_s: float) -> None:
         """Let the jobs in progress finish within `grace_s`, else stop them and put them back in
@@ -214,4 +257,12 @@ class Worker:
             for job_id in stuck:
                 logger.warning("job %s did not stop in time; requeued", job_id)
                 await self._queue.requeue(job_id)
+        # A put in flight may still claim its job (then `take`); those never ran: back in line.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._unreserved.wait(), 10.0)
+        while self._handed:
+            job = self._handed.popleft().job
+            self._running.pop(job.id, None)
+            self._exclusive = self._holds_index()
+            await self._queue.requeue(job.id)
         await self._delivery.finish(grace_s)

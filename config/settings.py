@@ -1,21 +1,25 @@
 """Typed settings: `config/folio.toml` (or the file named by FOLIO_CONFIG), overridden
 by `FOLIO_...` environment variables (nested with `__`, e.g. FOLIO_RETRIEVAL__TOP_K=4).
 Secrets come only from the environment. Nothing is read at import time: call
-`load_settings()` in the composition root.
+`load_settings()` in the composition root, which passes the platforms' own sections
+(`[discord]`, `[web]`, ...: declared in their folders, see `config.sections`); this module names
+no platform.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -26,12 +30,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from config.discord import DiscordSettings
 from config.errors import ConfigError
-from config.slack import SlackSettings
-from config.web import WebSettings
+from config.sections import SectionSettings, read_secrets, secret_fields
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("folio.toml")
+S = TypeVar("S", bound=SectionSettings)
 
 
 def _default_threads() -> int:
@@ -384,21 +387,13 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     queue: QueueSettings = QueueSettings()
     store: StoreSettings = StoreSettings()
-    discord: DiscordSettings = DiscordSettings()
-    slack: SlackSettings = SlackSettings()
-    web: WebSettings = WebSettings()
+    # The platforms' sections ([discord], [web], ...) are added by `load_settings(sections=...)`:
+    # each platform's folder declares its own (see config.sections).
 
     # Secrets: only from the environment (never from the TOML file), under their usual names.
-    discord_token: SecretStr | None = Field(default=None, exclude=True)
-    slack_bot_token: SecretStr | None = Field(default=None, exclude=True)
-    slack_app_token: SecretStr | None = Field(default=None, exclude=True)
-    slack_signing_secret: SecretStr | None = Field(default=None, exclude=True)
     redis_url: SecretStr | None = Field(default=None, exclude=True)  # may carry a password
     database_url: SecretStr | None = Field(default=None, exclude=True)  # may carry a password
     generator_api_key: SecretStr | None = Field(default=None, exclude=True)
-    web_password: SecretStr | None = Field(default=None, exclude=True)
-    web_admin_token: SecretStr | None = Field(default=None, exclude=True)
-    web_secret: SecretStr | None = Field(default=None, exclude=True)  # signs session cookies
 
     @field_validator("default_collection")
     @classmethod
@@ -445,20 +440,15 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _web_exposure(self) -> Settings:
-        if self.web.enabled and not self.web.loopback and self.web_password is None:
-            raise ValueError(
-                f"web.host = {self.web.host!r} is reachable from other machines: set "
-                "FOLIO_WEB_PASSWORD (and FOLIO_WEB_ADMIN_TOKEN for admins), bind 127.0.0.1, "
-                "or turn the page off with FOLIO_WEB__ENABLED=false"
+    def section(self, name: str, model: type[S]) -> S:
+        """The platform section `[name]`, typed (it was validated with everything else)."""
+        value = getattr(self, name, None)
+        if not isinstance(value, model):
+            raise ConfigError(
+                f"the settings have no [{name}] section of {model.__name__}: load them with "
+                "its platform's sections (bot.app.load_settings)"
             )
-        return self
-
-    @property
-    def web_collections(self) -> list[str]:
-        """The collections the web page serves (the first is its default)."""
-        return list(self.web.collections) or [self.default_collection]
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -500,36 +490,45 @@ class Settings(BaseSettings):
 
 
 _SECRET_ENV = {
-    "discord_token": "DISCORD_BOT_TOKEN",
-    "slack_bot_token": "SLACK_BOT_TOKEN",
-    "slack_app_token": "SLACK_APP_TOKEN",
-    "slack_signing_secret": "SLACK_SIGNING_SECRET",
     "redis_url": "FOLIO_REDIS_URL",
     "database_url": "FOLIO_DATABASE_URL",
     "generator_api_key": "FOLIO_GENERATOR_API_KEY",
-    "web_password": "FOLIO_WEB_PASSWORD",
-    "web_admin_token": "FOLIO_WEB_ADMIN_TOKEN",
-    "web_secret": "FOLIO_WEB_SECRET",
 }
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings, or raise ConfigError with one readable line per problem."""
+def load_settings(
+    *, sections: Mapping[str, type[SectionSettings]] | None = None, **overrides: Any
+) -> Settings:
+    """Read and validate the settings, or raise ConfigError with one readable line per problem.
+
+    `sections` are the platforms' own sections by name (`[discord]`: its model), which their
+    folders declare; the composition root passes them (`bot.app.load_settings`). A section's
+    secret fields are read only from their environment variables (into a section given in
+    `overrides` as a dict too; one given as a model is taken as it is).
+    """
+    sections = dict(sections or {})
     config_file = Path(os.environ.get("FOLIO_CONFIG", DEFAULT_CONFIG_FILE))
     if "FOLIO_CONFIG" in os.environ and not config_file.is_file():
         raise ConfigError(f"FOLIO_CONFIG names {config_file}, which is not a file.")
-    _reject_secrets_in_file(config_file)
-    secrets = {
+    _reject_secrets_in_file(config_file, sections)
+    values: dict[str, Any] = {
         field: SecretStr(os.environ[env])
         for field, env in _SECRET_ENV.items()
         if os.environ.get(env)
     }
-    if "redis_url" not in secrets and os.environ.get("REDIS_URL"):  # the usual name on PaaS
-        secrets["redis_url"] = SecretStr(os.environ["REDIS_URL"])
-    if "database_url" not in secrets and os.environ.get("DATABASE_URL"):
-        secrets["database_url"] = SecretStr(os.environ["DATABASE_URL"])
+    if "redis_url" not in values and os.environ.get("REDIS_URL"):  # the usual name on PaaS
+        values["redis_url"] = SecretStr(os.environ["REDIS_URL"])
+    if "database_url" not in values and os.environ.get("DATABASE_URL"):
+        values["database_url"] = SecretStr(os.environ["DATABASE_URL"])
+    for name, model in sections.items():
+        found = read_secrets(model, os.environ)
+        given = overrides.get(name)
+        if isinstance(given, Mapping):  # a partial section: its secrets still come from the env
+            overrides[name] = {**found, **given}
+        elif found and given is None:
+            values[name] = found  # merged with the file's and the environment's keys
     try:
-        return Settings(**{**secrets, **overrides})
+        return settings_class(sections)(**{**values, **overrides})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
@@ -538,7 +537,20 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"Invalid configuration ({config_file}): {problems}") from None
 
 
-def _reject_secrets_in_file(config_file: Path) -> None:
+def settings_class(sections: Mapping[str, type[SectionSettings]]) -> type[Settings]:
+    """`Settings` with these platform sections added, each validated like the built-in ones."""
+    if not sections:
+        return Settings
+    clash = sorted(set(sections) & set(Settings.model_fields))
+    if clash:
+        raise ConfigError(f"platform section names taken by core settings: {', '.join(clash)}")
+    fields: dict[str, Any] = {name: (model, model()) for name, model in sections.items()}
+    return create_model("Settings", __base__=Settings, __doc__=Settings.__doc__, **fields)
+
+
+def _reject_secrets_in_file(
+    config_file: Path, sections: Mapping[str, type[SectionSettings]]
+) -> None:
     """Secrets belong in the environment: a token written into the TOML file is refused."""
     import tomllib
 
@@ -548,19 +560,29 @@ def _reject_secrets_in_file(config_file: Path) -> None:
         return
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
-    found = sorted(set(data) & set(_SECRET_ENV))
+    found = [(key, _SECRET_ENV[key]) for key in sorted(set(data) & set(_SECRET_ENV))]
     generator = data.get("generator")
     if isinstance(generator, dict) and "api_key" in generator:
-        found.append("generator_api_key")
+        found.append(("generator_api_key", _SECRET_ENV["generator_api_key"]))
     queue = data.get("queue")
     if isinstance(queue, dict) and "redis_url" in queue:
-        found.append("redis_url")
+        found.append(("redis_url", _SECRET_ENV["redis_url"]))
     store = data.get("store")
     if isinstance(store, dict) and "database_url" in store:
-        found.append("database_url")
-    web = data.get("web")
-    if isinstance(web, dict):
-        found.extend(f"web_{key}" for key in ("password", "admin_token", "secret") if key in web)
+        found.append(("database_url", _SECRET_ENV["database_url"]))
+    for name, model in sections.items():
+        table = data.get(name)
+        if isinstance(table, dict):
+            found.extend(
+                (f"{name}.{field}", env)
+                for field, env in secret_fields(model).items()
+                if field in table
+            )
+        found.extend(  # the old top-level spelling, such as discord_token
+            (key, env)
+            for field, env in secret_fields(model).items()
+            if (key := f"{name}_{field}") in data
+        )
     if found:
-        names = ", ".join(f"{key} (set {_SECRET_ENV[key]} instead)" for key in found)
+        names = ", ".join(f"{key} (set {env} instead)" for key, env in found)
         raise ConfigError(f"{config_file} must not contain secrets: {names}.")

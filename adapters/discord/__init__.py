@@ -1,5 +1,5 @@
 """Folio on Discord (discord.py 2.x). Importing this package does not import discord.py.
 
 from adapters.discord.adapter import DiscordAdapter
-from config.discord import DiscordSettings
+from adapters.discord.settings import DiscordSettings
 """

@@ -1,7 +1,7 @@
 """The Discord adapter: a discord.py client wired to Folio's core.
 
-    token = settings.discord_token.get_secret_value()
-    adapter = DiscordAdapter(core, settings.discord, token=token)
+    discord = settings.section("discord", DiscordSettings)   # adapters/discord/settings.py
+    adapter = DiscordAdapter(core, discord, token=discord.token.get_secret_value())
     await adapter.start()   # logs in and registers commands, then runs the Gateway in a task
     ...
     await adapter.stop()    # closes the Gateway and the HTTP session
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from adapters.discord.delivery import PLATFORM, DiscordDelivery
 from adapters.discord.ports import CorePort
-from config.discord import DiscordSettings
+from adapters.discord.settings import DiscordSettings
 from config.errors import ConfigError
 
 if TYPE_CHECKING:

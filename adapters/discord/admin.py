@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from config.discord import DiscordSettings
+from adapters.discord.settings import DiscordSettings
 
 
 def is_admin(

@@ -19,9 +19,9 @@ from adapters.discord.attachments import download_pdf, pdf_attachments
 from adapters.discord.delivery import DiscordDelivery, ReplyTo
 from adapters.discord.outlets import ChannelOutlet, InteractionOutlet, Outlet
 from adapters.discord.ports import CorePort
+from adapters.discord.settings import DiscordSettings
 from bot.jobs import Attachment, Job, JobKind
 from bot.replies import user_message
-from config.discord import DiscordSettings, guild_collection
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class DiscordHandlers:
 
     def _collection(self, guild: discord.Guild | None) -> str | None:
         if guild is not None:
-            return guild_collection(guild.id)
+            return f"discord-{guild.id}"  # every guild has its own collection
         return self._settings.dm_collection
 
     async def _ingest(

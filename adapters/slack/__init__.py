@@ -4,6 +4,6 @@ Importing this package does not import slack_bolt or slack_sdk; `SlackAdapter.st
 """
 
 from adapters.slack.adapter import SlackAdapter
-from config.slack import SlackCommands, SlackSettings
+from adapters.slack.settings import SlackCommands, SlackSettings
 
 __all__ = ["SlackAdapter", "SlackCommands", "SlackSettings"]

@@ -1,8 +1,9 @@
 """The Slack adapter: a Bolt `AsyncApp` wired to Folio's core, over Socket Mode (default) or HTTP.
 
-    adapter = SlackAdapter(core, settings.slack, bot_token=settings.slack_bot_token,
-                           app_token=settings.slack_app_token,            # Socket Mode
-                           signing_secret=settings.slack_signing_secret)  # HTTP mode
+    slack = settings.section("slack", SlackSettings)        # adapters/slack/settings.py
+    adapter = SlackAdapter(core, slack, bot_token=slack.bot_token,
+                           app_token=slack.app_token,            # Socket Mode
+                           signing_secret=slack.signing_secret)  # HTTP mode
     core.register(adapter)     # before start(): events may arrive as soon as it returns
     await adapter.start()      # checks the tokens, connects, returns; runs beside other adapters
     ...
@@ -28,10 +29,9 @@ from adapters.slack.delivery import SlackDelivery
 from adapters.slack.files import FileRejected, SlackFile, download_pdf
 from adapters.slack.listeners import PLATFORM, CorePort, SlackListeners
 from adapters.slack.outbox import SlackOutbox
-from bot.jobs import Attachment, Job
+from adapters.slack.settings import SlackSettings
+from bot.jobs import Attachment
 from config.errors import ConfigError, FolioError
-from config.slack import SlackSettings
-from rag.types import Answer, IngestReport
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -62,8 +62,12 @@ def _reveal(secret: str | SecretStr | None) -> str | None:
     return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
 
 
-class SlackAdapter:
-    """Folio in one Slack workspace (each workspace's documents are collection `slack-<team>`)."""
+class SlackAdapter(SlackDelivery):
+    """Folio in one Slack workspace (each workspace's documents are collection `slack-<team>`).
+
+    The calls the core makes for a job (acknowledge, statuses, partial text, the final reply)
+    are `SlackDelivery`'s; this class adds the Bolt app's lifecycle.
+    """
 
     platform = PLATFORM
 
@@ -92,15 +96,16 @@ class SlackAdapter:
             raise ConfigError(
                 "Slack HTTP mode needs SLACK_SIGNING_SECRET (the app's Basic Information page)."
             )
+        super().__init__(
+            replies=core, limits=StreamLimits(settings.edit_interval_s, settings.message_limit)
+        )
         self._core = core
         self.settings = settings
-        self.limits = StreamLimits(settings.edit_interval_s, settings.message_limit)
         self._bot_token = bot_token
         self._app_token = app_token
         self._signing_secret = signing_secret
         self._session: aiohttp.ClientSession | None = None
         self._client: AsyncWebClient | None = None
-        self._delivery: SlackDelivery | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._http: web.AppRunner | None = None
         self.app: AsyncApp | None = None
@@ -134,12 +139,12 @@ class SlackAdapter:
         log.info("Slack: connected as %s to %s", auth.get("user"), auth.get("team"))
 
         outbox = SlackOutbox(self._client, self._webhook, message_limit=self.settings.message_limit)
-        self._delivery = SlackDelivery(outbox, replies=self._core)
+        self._attached_outbox = outbox
         listeners = SlackListeners(
             core=self._core,
             settings=self.settings,
             outbox=outbox,
-            delivery=self._delivery,
+            delivery=self,
             admins=AdminCheck(self._client, self.settings.admin_user_ids),
             fetch=self.fetch_attachment,
         )
@@ -268,35 +273,3 @@ class SlackAdapter:
             self._session, file, token=self._bot_token, max_bytes=self.settings.max_file_bytes
         )
         return Attachment(file.name, data)
-
-    @property
-    def delivery(self) -> SlackDelivery:
-        if self._delivery is None:
-            raise RuntimeError("SlackAdapter.start() has not been called")
-        return self._delivery
-
-    # ---- the core's callbacks (see adapters/base.py) ------------------------------------------
-
-    async def acknowledge(self, job: Job, position: int, eta_s: float) -> None:
-        await self.delivery.acknowledge(job, position, eta_s)
-
-    async def post_status(self, job: Job, text: str) -> None:
-        await self.delivery.status(job, text)
-
-    async def stream_partial(self, job: Job, text: str) -> None:
-        await self.delivery.partial(job, text)
-
-    async def post_ingest_progress(self, job: Job, name: str, done: int, total: int) -> None:
-        await self.delivery.ingest_progress(job, name, done, total)
-
-    async def post_answer(self, job: Job, answer: Answer) -> None:
-        await self.delivery.answer(job, answer)
-
-    async def post_ingest_report(self, job: Job, report: IngestReport) -> None:
-        await self.delivery.ingested(job, report)
-
-    async def post_notice(self, job: Job, text: str) -> None:
-        await self.delivery.notice(job, text)
-
-    async def post_error(self, job: Job, message: str) -> None:
-        await self.delivery.error(job, message)

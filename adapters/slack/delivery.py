@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import RemembersReplies
+from adapters.base import RemembersReplies, StreamLimits
 from adapters.retry import retry_transient
 from adapters.slack import format as fmt
 from adapters.slack.mrkdwn import escape, split_message
@@ -64,11 +64,23 @@ class ReplyTo:
 
 
 class SlackDelivery:
-    def __init__(self, outbox: SlackOutbox, *, replies: RemembersReplies) -> None:
-        self._outbox = outbox
+    """The core's calls about a job (`adapters.base.Adapter`) as Slack posts and edits.
+
+    `SlackAdapter` is this plus the app's lifecycle: the outbox is there once it started.
+    """
+
+    def __init__(self, *, replies: RemembersReplies, limits: StreamLimits) -> None:
         self._replies = replies
+        self.limits = limits
+        self._attached_outbox: SlackOutbox | None = None
         self._streams: dict[tuple[str, int | str], StreamingMessage] = {}
         self._response_urls: dict[str, ResponseUrl] = {}
+
+    @property
+    def _outbox(self) -> SlackOutbox:
+        if self._attached_outbox is None:
+            raise RuntimeError("SlackAdapter.start() has not been called")
+        return self._attached_outbox
 
     # ---- lookup -----------------------------------------------------------------------------
 
@@ -126,7 +138,7 @@ class SlackDelivery:
             return fmt.question_header(job.user, job.text)
         return None
 
-    # ---- the core's callbacks ---------------------------------------------------------------
+    # ---- the core's callbacks (see adapters/base.py) ------------------------------------------
 
     async def acknowledge(self, job: Job, position: int, eta_s: float | None) -> None:
         if job.kind == JobKind.FORGET or self._quiet(job) or self._key(job) in self._streams:
@@ -135,35 +147,35 @@ class SlackDelivery:
             job, fmt.with_header(self._header(job), fmt.queued(position, eta_s))
         )
 
-    async def status(self, job: Job, text: str) -> None:
+    async def post_status(self, job: Job, text: str) -> None:
         if self._quiet(job):
             return
         await self._show(job, fmt.with_header(self._header(job), f"_{escape(text)}_"))
 
-    async def partial(self, job: Job, text: str) -> None:
+    async def stream_partial(self, job: Job, text: str) -> None:
         if self._quiet(job):
             return
         await self._show(job, fmt.with_header(self._header(job), fmt.partial_text(text)))
 
-    async def ingest_progress(self, job: Job, name: str, done: int, total: int) -> None:
+    async def post_ingest_progress(self, job: Job, name: str, done: int, total: int) -> None:
         if self._quiet(job):
             return
         await self._show(job, fmt.ingest_progress(name, done, total))
 
-    async def answer(self, job: Job, answer: Answer) -> None:
+    async def post_answer(self, job: Job, answer: Answer) -> None:
         await self._finish(job, fmt.with_header(self._header(job), fmt.answer_text(answer)))
 
-    async def ingested(self, job: Job, report: IngestReport) -> None:
+    async def post_ingest_report(self, job: Job, report: IngestReport) -> None:
         await self._finish(job, fmt.ingest_summary(report))
 
-    async def notice(self, job: Job, text: str) -> None:
+    async def post_notice(self, job: Job, text: str) -> None:
         """A one-line result meant for the requester (e.g. a document was forgotten)."""
         if job.kind == JobKind.FORGET or self._key(job) not in self._streams:
             await self._private(job, escape(text))
             return
         await self._finish(job, escape(text))
 
-    async def error(self, job: Job, message: str) -> None:
+    async def post_error(self, job: Job, message: str) -> None:
         text = f":warning: {escape(message)}"
         if job.kind == JobKind.FORGET:
             await self._private(job, text)

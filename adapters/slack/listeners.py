@@ -22,11 +22,11 @@ from adapters.slack.delivery import ReplyTo, SlackDelivery
 from adapters.slack.files import file_id_from_link
 from adapters.slack.mrkdwn import escape, to_plain
 from adapters.slack.outbox import Posted, SlackOutbox
+from adapters.slack.settings import SlackSettings
 from bot.errors import DuplicateJobError, FolioError
 from bot.history import HistoryEntry
 from bot.jobs import Accepted, Attachment, Job, JobKind
 from bot.replies import user_message
-from config.slack import SlackSettings
 from rag.types import DocumentInfo
 
 if TYPE_CHECKING:

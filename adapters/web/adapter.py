@@ -86,7 +86,7 @@ class WebOptions:
 
     @property
     def loopback(self) -> bool:
-        from config.web import is_loopback
+        from adapters.web.settings import is_loopback
 
         return is_loopback(self.host)
 

@@ -185,7 +185,8 @@ class RedisJobQueue:
 
     # ---- JobQueue ---------------------------------------------------------------------------
 
-    async def put(self, job: Job) -> Placement:
+    async def put(self, job: Job, *, claim_for: Collection[str] = ()) -> Placement:
+        # Never claims with the put: any process sharing the queue may be the one to run it.
         try:
             reply = await self._run(
                 "put", job.platform, job.idempotency_key, job.user, job.message_id,

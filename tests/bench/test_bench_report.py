@@ -166,7 +166,7 @@ def test_the_command_is_registered_with_its_defaults() -> None:
 
 
 def test_missing_inputs_are_named(tmp_path: Path, clean_env: None) -> None:
-    from config.settings import load_settings
+    from bot.app import load_settings
 
     settings = load_settings(data_dir=tmp_path)
     args = _parser().parse_args(["bench", "--docs", str(tmp_path / "nowhere")])
@@ -182,7 +182,7 @@ def test_missing_inputs_are_named(tmp_path: Path, clean_env: None) -> None:
 
 
 def test_plan_asks_new_questions_in_the_queue_test(tmp_path: Path, clean_env: None) -> None:
-    from config.settings import load_settings
+    from bot.app import load_settings
 
     (tmp_path / "a.pdf").write_bytes(b"%PDF-")
     lines = [{"id": str(i), "question": f"q{i}", "doc": "a.pdf", "pages": [1]} for i in range(5)]

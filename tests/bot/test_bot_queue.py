@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bot.jobs import JobStatus, NoticeOutcome
 from bot.migrations import MIGRATIONS, BotDatabase, migrate
-from bot.queue import DELIVERED_FLUSH_S, SqliteJobQueue, fair_order
+from bot.queue import DEFERRED_FLUSH_S, SqliteJobQueue, fair_order
 
 
 def test_fair_order_is_round_robin_and_fifo_per_user() -> None:
@@ -114,6 +114,7 @@ async def test_remember_reply_merges_into_reply_to_for_every_later_reader(tmp_pa
     assert await queue.remember_reply(job.id, {"message_ts": "1.000100"})
     assert await queue.remember_reply(job.id, {"message_ts": "1.000200", "message_channel": "C1"})
     assert not await queue.remember_reply(job.id + 1, {"message_ts": "9.9"})  # no such job
+    await queue.close()  # stopping writes what is held
     await db.close()
 
     reopened = await BotDatabase.open(tmp_path / "bot.sqlite")
@@ -170,11 +171,54 @@ async def test_a_sent_reply_is_recorded_soon_when_nothing_else_writes_and_at_clo
     path = tmp_path / "bot.sqlite"
     db, queue, ids = await answered(path, "ann", "bob")
     await queue.mark_delivered(ids[0])
-    deadline = asyncio.get_running_loop().time() + DELIVERED_FLUSH_S + 5
+    deadline = asyncio.get_running_loop().time() + DEFERRED_FLUSH_S + 5
     while delivered(path)[0] != (ids[0], True):
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
     await queue.mark_delivered(ids[1])
     await queue.close()  # stopping writes what is held
     assert delivered(path) == [(ids[0], True), (ids[1], True)]
+    await db.close()
+
+
+async def test_a_remembered_message_rides_on_the_next_write_and_is_read_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.sqlite"
+    db = await BotDatabase.open(path)
+    queue = SqliteJobQueue(db, max_pending=10, max_pending_per_user=10)
+    job = (await queue.put(make_job("slack", "ann"))).job
+    before = db.commits
+    assert await queue.remember_reply(job.id, {"message_ts": "1.5"})
+    assert db.commits == before  # no write of its own...
+    stored = await queue.get(job.id)
+    assert stored is not None and stored.reply_to["message_ts"] == "1.5"  # ...yet read at once
+    claimed = await queue.claim(["slack"])  # the next write carries it, and claims with it
+    assert claimed is not None and claimed.reply_to["message_ts"] == "1.5"
+    assert db.commits == before + 1
+    with sqlite3.connect(path) as raw:
+        [(reply_to,)] = raw.execute("SELECT reply_to FROM jobs").fetchall()
+    assert '"message_ts": "1.5"' in reply_to
+    await queue.close()
+    await db.close()
+
+
+async def test_a_remembered_message_is_written_soon_when_nothing_else_writes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.sqlite"
+    db = await BotDatabase.open(path)
+    queue = SqliteJobQueue(db, max_pending=10, max_pending_per_user=10)
+    job = (await queue.put(make_job("slack", "ann"))).job
+    assert await queue.remember_reply(job.id, {"message_ts": "2.5"})
+
+    def stored() -> str:
+        with sqlite3.connect(path) as raw:
+            return str(raw.execute("SELECT reply_to FROM jobs").fetchone()[0])
+
+    deadline = asyncio.get_running_loop().time() + DEFERRED_FLUSH_S + 5
+    while '"message_ts": "2.5"' not in stored():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    await queue.close()
     await db.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def main(data_dir: str, collection: str) -> int:
-    from config.settings import load_settings
+    from bot.app import load_settings
     from rag.factory import build_engine
 
     engine = build_engine(load_settings(data_dir=Path(data_dir)))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from reliability_env import clean_env
 
+from bot.app import load_settings
 from config.errors import ConfigError
-from config.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

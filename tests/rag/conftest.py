@@ -20,7 +20,8 @@ if str(_ROOT) not in sys.path:
 
 from postgres_fixtures import postgres_server, postgres_url  # noqa: E402, F401
 
-from config.settings import Settings, load_settings  # noqa: E402
+from bot.app import load_settings  # noqa: E402
+from config.settings import Settings  # noqa: E402
 
 # Variables that would change what load_settings() returns.
 _SETTINGS_ENV = (

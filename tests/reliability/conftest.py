@@ -23,7 +23,8 @@ for _path in (_HERE, *_FAKES, _TESTS / "bot", _TESTS, _TESTS.parent):
 
 from reliability_env import drop_settings_env  # noqa: E402
 
-from config.settings import Settings, load_settings  # noqa: E402
+from bot.app import load_settings  # noqa: E402
+from config.settings import Settings  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,10 @@ from fakes import FakeEngine, RecordingAdapter, make_job
 from logging_support import restored_root_logger
 from reliability_env import drop_settings_env
 
+from adapters.discord.settings import DiscordSettings
+from adapters.slack.settings import SlackSettings
+from bot.app import load_settings
 from bot.core import BotCore, CoreOptions
-from config.settings import load_settings
 
 DISCORD_SECRET = "MTIzNDU2Nzg5.discord-SENTINEL-token.abcdef"
 SIGNING_SECRET = "sentinel0signing0secret0f00ba4"
@@ -90,9 +92,10 @@ async def test_history_shows_each_user_only_their_own_requests(tmp_path: Path) -
 
 def test_settings_dumps_and_reprs_never_reveal_the_tokens(token_env: None) -> None:
     settings = load_settings()
-    assert settings.discord_token is not None
-    assert settings.discord_token.get_secret_value() == DISCORD_SECRET  # control: they are read
-    assert settings.slack_signing_secret is not None
+    discord = settings.section("discord", DiscordSettings)
+    assert discord.token is not None
+    assert discord.token.get_secret_value() == DISCORD_SECRET  # control: they are read
+    assert settings.section("slack", SlackSettings).signing_secret is not None
     for where, text in {
         "repr": repr(settings),
         "str": str(settings),

@@ -27,9 +27,9 @@ from load_support import discord_py_pointed_at
 from scripted_generator import ScriptedGenerator
 
 from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.settings import DiscordSettings
 from adapters.slack import SlackAdapter, SlackSettings
 from bot.core import BotCore, CoreOptions
-from config.discord import DiscordSettings
 from rag.engine import RagEngine
 from rag.factory import build_engine
 from rag.generate_isolated import IsolatedGenerator

@@ -32,9 +32,9 @@ from load_support import (
 )
 
 from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.settings import DiscordSettings
 from adapters.slack import SlackAdapter, SlackSettings
 from bot.core import BotCore, CoreOptions
-from config.discord import DiscordSettings
 
 STORM_S = 25.0
 STATUSES = (429, 500, 502, 503)

@@ -31,7 +31,8 @@ from typing import Any
 import pdfs
 import pytest
 
-from config.settings import Settings, load_settings
+from bot.app import load_settings
+from config.settings import Settings
 from rag.engine import RagEngine
 from rag.factory import build_engine
 from rag.models import default_generation_model

@@ -227,11 +227,11 @@ def test_generator_requests_really_run_in_parallel() -> None:
 def test_bench_takes_the_server_options_and_checks_them() -> None:
     import argparse
 
+    from bot.app import load_settings
     from bot.measure.bench import with_generation_options
     from config.errors import ConfigError
-    from config.settings import Settings
 
-    settings = Settings(data_dir=Path("unused"))
+    settings = load_settings(data_dir=Path("unused"))
     options = argparse.Namespace(
         backend="openai", base_url="http://127.0.0.1:8080/v1/", server_model=None, parallel=3
     )
@@ -247,8 +247,8 @@ def test_bench_takes_the_server_options_and_checks_them() -> None:
 def test_the_api_key_comes_only_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from bot.app import load_settings
     from config.errors import ConfigError
-    from config.settings import load_settings
 
     config = tmp_path / "folio.toml"
     config.write_text('[generator]\nbackend = "openai"\nbase_url = "http://127.0.0.1:8080/v1"\n')

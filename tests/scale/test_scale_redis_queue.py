@@ -20,6 +20,7 @@ import pytest
 from fakes import FakeEngine, RecordingAdapter, make_job
 
 from adapters.console import ConsoleChat, console_platform
+from bot.app import load_settings
 from bot.core import BotCore, CoreOptions
 from bot.errors import ConfigError, DuplicateJobError, QueueFullError
 from bot.history import HistoryRecord, build_record
@@ -27,7 +28,6 @@ from bot.jobs import Attachment, ErrorOutcome, Job, JobKind, JobStatus, NoticeOu
 from bot.migrations import BotDatabase
 from bot.queue import SqliteJobQueue, fair_order
 from bot.redis_queue import QueueUnavailableError, RedisJobQueue, RedisQueueConfig
-from config.settings import load_settings
 
 pytest.register_assert_rewrite("scale_redis")
 from scale_redis import start_redis, stop_redis  # noqa: E402

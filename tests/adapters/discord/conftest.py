@@ -22,7 +22,7 @@ from fake_discord import FakeDiscord  # noqa: E402
 from fake_discord_core import FakeCore  # noqa: E402
 
 from adapters.discord.adapter import DiscordAdapter  # noqa: E402
-from config.discord import DiscordSettings  # noqa: E402
+from adapters.discord.settings import DiscordSettings  # noqa: E402
 
 
 @pytest.fixture

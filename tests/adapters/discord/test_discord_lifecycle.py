@@ -13,8 +13,8 @@ from fake_discord import FakeDiscord
 from fake_discord_core import FakeCore
 
 from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.settings import DiscordSettings
 from bot.core import BotCore, CoreOptions
-from config.discord import DiscordSettings
 from config.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -33,7 +33,8 @@ def _bot_fakes() -> object:
 def test_importing_the_adapter_does_not_import_discord() -> None:
     code = (
         "import sys; import adapters.discord, adapters.discord.adapter, "
-        "config.discord; assert 'discord' not in sys.modules, 'imported'"
+        "adapters.discord.settings, adapters.discord.platform; "
+        "assert 'discord' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 

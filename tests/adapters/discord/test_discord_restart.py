@@ -20,9 +20,9 @@ from fake_discord import EVERYONE_PERMISSIONS, MANAGE_GUILD, FakeDiscord
 from fakes import FakeEngine
 
 from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.settings import DiscordSettings
 from bot.core import BotCore, CoreOptions
 from bot.jobs import JobStatus
-from config.discord import DiscordSettings
 
 Json = dict[str, Any]
 Node = tuple[BotCore, DiscordAdapter]

@@ -123,7 +123,7 @@ async def test_after_response_url_expiry_private_notes_use_post_ephemeral(
     adapter: SlackAdapter, fake_slack: FakeSlack, core: FakeCore
 ) -> None:
     payload = slash_command(fake_slack, "/docs", "")
-    adapter.delivery.response_url(payload["response_url"], issued_at=time.time() - 31 * 60)
+    adapter.response_url(payload["response_url"], issued_at=time.time() - 31 * 60)
     await fake_slack.send_envelope("slash_commands", payload)
     [call] = await fake_slack.wait_for(lambda: fake_slack.calls_to("chat.postEphemeral"))
     assert call.params["user"] == payload["user_id"]

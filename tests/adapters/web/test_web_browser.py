@@ -52,9 +52,8 @@ async def _shoot(page: Any, name: str, tmp: Path) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
     """The composition root's web adapter over the real engine, with the guide indexed."""
-    from bot.app import build_adapters
+    from bot.app import build_adapters, load_settings
     from bot.core import BotCore
-    from config.settings import load_settings
     from rag.factory import build_engine
 
     saved = {k: v for k, v in os.environ.items() if k.startswith(("FOLIO_", "DISCORD_", "SLACK_"))}

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import build_adapters
+from adapters.web.platform import web_collections
+from adapters.web.settings import WebSettings
+from bot.app import build_adapters, load_settings
 from config.errors import ConfigError
-from config.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,8 +34,9 @@ def no_folio_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_page_is_on_by_default_on_loopback(no_folio_env: None, tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path)
-    assert settings.web.enabled and settings.web.host == "127.0.0.1" and settings.web.loopback
-    assert settings.web_collections == ["default"]
+    web = settings.section("web", WebSettings)
+    assert web.enabled and web.host == "127.0.0.1" and web.loopback
+    assert web_collections(settings) == ["default"]
     assert settings.ingest.max_file_bytes == 50_000_000  # the limit uploads share with ingest
 
 
@@ -44,7 +46,8 @@ def test_env_turns_it_off_and_sets_the_port(
     monkeypatch.setenv("FOLIO_WEB__ENABLED", "false")
     monkeypatch.setenv("FOLIO_WEB__PORT", "9123")
     settings = load_settings(data_dir=tmp_path)
-    assert settings.web.enabled is False and settings.web.port == 9123
+    web = settings.section("web", WebSettings)
+    assert web.enabled is False and web.port == 9123
 
 
 def test_an_exposed_bind_without_a_password_is_refused(
@@ -55,7 +58,7 @@ def test_an_exposed_bind_without_a_password_is_refused(
         load_settings(data_dir=tmp_path)
     monkeypatch.setenv("FOLIO_WEB_PASSWORD", "a long shared password")
     settings = load_settings(data_dir=tmp_path)
-    assert settings.web_password is not None
+    assert settings.section("web", WebSettings).password is not None
     assert "a long shared password" not in repr(settings)
 
 

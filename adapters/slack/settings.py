@@ -1,8 +1,8 @@
-"""Settings of the Slack adapter, part of `config.settings.Settings`
-as `slack` (env: FOLIO_SLACK__MODE=http, ...).
+"""The `[slack]` settings section (env: FOLIO_SLACK__MODE=http, ...), which this folder declares.
 
-Secrets are not here: SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) and SLACK_SIGNING_SECRET
-(HTTP mode) come only from the environment and are passed to `SlackAdapter` separately.
+Its secrets are fields here but come only from the environment: SLACK_BOT_TOKEN, and
+SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode); `SlackAdapter` gets them as
+arguments. A config file that contains one is refused (see `config.sections`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from config.sections import SectionSettings, env_secret
 
 _COMMAND = re.compile(r"^/[a-z0-9_\-]{1,31}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -18,6 +20,8 @@ _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 class SlackCommands(BaseModel):
     """Slash command names; they must match the ones in slack-manifest.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
 
     ask: str = "/ask"
     ingest: str = "/ingest"
@@ -35,7 +39,14 @@ class SlackCommands(BaseModel):
         return value
 
 
-class SlackSettings(BaseModel):
+class SlackSettings(SectionSettings):
+    bot_token: SecretStr | None = env_secret("SLACK_BOT_TOKEN", "The bot token (xoxb-...).")
+    app_token: SecretStr | None = env_secret(
+        "SLACK_APP_TOKEN", "Socket Mode's app-level token (xapp-...)."
+    )
+    signing_secret: SecretStr | None = env_secret(
+        "SLACK_SIGNING_SECRET", "HTTP mode: verifies that requests come from Slack."
+    )
     mode: Literal["socket", "http"] = Field(
         default="socket",
         description="socket: Socket Mode (SLACK_APP_TOKEN, no public URL needed); "

@@ -1,16 +1,20 @@
-"""Settings of the Discord adapter, part of `config.settings.Settings` as `discord`.
+"""The `[discord]` settings section (env: FOLIO_DISCORD__...), which this folder declares.
 
-The bot token is not here: it comes only from the environment (DISCORD_BOT_TOKEN), read by
-`config.settings.load_settings()` into `Settings.discord_token`.
+The bot token is a field here but comes only from the environment (DISCORD_BOT_TOKEN); a config
+file that contains it is refused (see `config.sections`).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, SecretStr, field_validator
+
+from config.sections import SectionSettings, env_secret
 
 
-class DiscordSettings(BaseModel):
+class DiscordSettings(SectionSettings):
     """Who may administer the bot, where DMs go, and the limits on uploads and edits."""
+
+    token: SecretStr | None = env_secret("DISCORD_BOT_TOKEN", "The application's bot token.")
 
     admin_user_ids: list[int] = Field(
         default_factory=list,
@@ -52,8 +56,3 @@ class DiscordSettings(BaseModel):
     @property
     def max_attachment_bytes(self) -> int:
         return int(self.max_attachment_mb * 1024 * 1024)
-
-
-def guild_collection(guild_id: int) -> str:
-    """Every guild has its own collection of documents."""
-    return f"discord-{guild_id}"

@@ -1,19 +1,32 @@
-"""Settings of the web page, part of `config.settings.Settings` as `web` (env: FOLIO_WEB__PORT=...).
+"""The `[web]` settings section (env: FOLIO_WEB__PORT=...), which this folder declares.
 
-Secrets are not here: FOLIO_WEB_PASSWORD (needed to bind anywhere but loopback),
-FOLIO_WEB_ADMIN_TOKEN (who may add and forget documents) and FOLIO_WEB_SECRET (the key that
-signs session cookies) come only from the environment.
+Its secrets are fields here but come only from the environment: FOLIO_WEB_PASSWORD (needed to
+bind anywhere but loopback), FOLIO_WEB_ADMIN_TOKEN (who may add and forget documents) and
+FOLIO_WEB_SECRET (the key that signs session cookies). A config file that contains one is
+refused (see `config.sections`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from config.sections import SectionSettings, env_secret
 
 
-class WebSettings(BaseModel):
+class WebSettings(SectionSettings):
     """Where the page listens, which collections it serves, and its per-user limits."""
+
+    password: SecretStr | None = env_secret(
+        "FOLIO_WEB_PASSWORD", "Everyone signs in with it; needed off loopback."
+    )
+    admin_token: SecretStr | None = env_secret(
+        "FOLIO_WEB_ADMIN_TOKEN", "Whoever enters it at sign-in is an admin."
+    )
+    secret: SecretStr | None = env_secret(
+        "FOLIO_WEB_SECRET", "Signs session cookies; else a random key kept in the data dir."
+    )
 
     enabled: bool = Field(
         default=True, description="Serve the web page beside the other adapters (`folio run`)."
@@ -55,6 +68,16 @@ class WebSettings(BaseModel):
         if any(not name.strip() for name in value):
             raise ValueError("collection names must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _exposure(self) -> WebSettings:
+        if self.enabled and not self.loopback and self.password is None:
+            raise ValueError(
+                f"web.host = {self.host!r} is reachable from other machines: set "
+                "FOLIO_WEB_PASSWORD (and FOLIO_WEB_ADMIN_TOKEN for admins), bind 127.0.0.1, "
+                "or turn the page off with FOLIO_WEB__ENABLED=false"
+            )
+        return self
 
     @property
     def loopback(self) -> bool:
