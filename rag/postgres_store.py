@@ -346,7 +346,7 @@ class PostgresStore:
             extra_ids, extra_scores = self._phrase_scores(db, collection, several, chunks, avgdl)
             rows = db.execute(
                 """WITH wanted AS (
-                       SELECT * FROM unnest(%(terms)s::text[], %(times)s::int[]) AS w(term, times)),
+                       SELECT * FROM unnest(%(terms)s::text[], %(times)s::float8[]) AS w(term, times)),
                    postings AS MATERIALIZED (
                        SELECT p.term, u.id, u.tf, u.len
                        FROM keyword_postings p JOIN wanted w USING (term),
@@ -356,17 +356,19 @@ class PostgresStore:
                        SELECT w.term, w.times * CASE WHEN f.idf > 0 THEN f.idf ELSE 1e-6 END
                               AS weight
                        FROM wanted w JOIN (
-                           SELECT term, ln((%(n)s - count(*) + 0.5) / (count(*) + 0.5)) AS idf
+                           SELECT term, ln((%(n)s::float8 - count(*)::float8 + 0.5)
+                                           / (count(*)::float8 + 0.5)) AS idf
                            FROM postings GROUP BY term) f USING (term)),
                    scores AS (
-                       SELECT p.id, wt.weight * p.tf * 2.2
-                                    / (p.tf + 1.2 * (0.25 + 0.75 * p.len / %(avgdl)s)) AS s
+                       SELECT p.id, wt.weight * (p.tf * 2.2::float8)
+                                    / (p.tf + 1.2::float8 * (0.25::float8
+                                       + 0.75::float8 * p.len / %(avgdl)s::float8)) AS s
                        FROM postings p JOIN weights wt USING (term)
                        UNION ALL
                        SELECT * FROM unnest(%(extra_ids)s::bigint[], %(extra_scores)s::float8[]))
                    SELECT id FROM scores GROUP BY id
                    ORDER BY round(sum(s)::numeric, 9) DESC, id LIMIT %(limit)s""",
-                {"terms": list(single), "times": list(single.values()),
+                {"terms": list(single), "times": [float(n) for n in single.values()],
                  "collection": collection, "n": chunks, "avgdl": avgdl,
                  "extra_ids": extra_ids, "extra_scores": extra_scores, "limit": limit},
             ).fetchall()
