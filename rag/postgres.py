@@ -163,6 +163,17 @@ _MIGRATIONS.append((
         rebuild_terms,
     ),
 ))
+_MIGRATIONS.append((
+    # Vectors inside the chunk's row: pgvector's default storage (EXTERNAL) put each one in the
+    # TOAST table, so an exact search fetched 100k TOAST rows for 100k chunks (490 ms; 70 ms
+    # with the vectors in the row). MAIN keeps them in the row unless a row cannot fit a page;
+    # the UPDATE moves the existing ones (a new value each, the same float32s).
+    "m005_vectors_in_row",
+    (
+        "ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE MAIN",
+        "UPDATE chunks SET embedding = embedding::real[]::vector",
+    ),
+))
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )"""

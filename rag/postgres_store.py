@@ -343,6 +343,8 @@ class PostgresStore:
             if totals is None:
                 return []
             chunks, avgdl = float(totals[0]), float(totals[1]) / float(totals[0])
+            # a common word's postings can name most chunks: group them in memory, not on disk
+            db.execute("SET LOCAL work_mem = '64MB'")
             extra_ids, extra_scores = self._phrase_scores(db, collection, several, chunks, avgdl)
             rows = db.execute(
                 """WITH wanted AS (
@@ -367,7 +369,7 @@ class PostgresStore:
                        UNION ALL
                        SELECT * FROM unnest(%(extra_ids)s::bigint[], %(extra_scores)s::float8[]))
                    SELECT id FROM scores GROUP BY id
-                   ORDER BY round(sum(s)::numeric, 9) DESC, id LIMIT %(limit)s""",
+                   ORDER BY round(sum(s) * 1e9::float8) DESC, id LIMIT %(limit)s""",
                 {"terms": list(single), "times": [float(n) for n in single.values()],
                  "collection": collection, "n": chunks, "avgdl": avgdl,
                  "extra_ids": extra_ids, "extra_scores": extra_scores, "limit": limit},

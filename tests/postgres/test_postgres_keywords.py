@@ -1,6 +1,7 @@
 """Postgres keyword search ranks exactly as the embedded store's FTS5 (real SQLite, a real
 PostgreSQL on loopback), on a small corpus made to tell tokenizers and stemmers apart; and a
-database whose terms were made by the first schema's English parser is rebuilt by m004."""
+database whose terms were made by the first schema's English parser is rebuilt by m004 (and its
+vectors moved into the rows by m005, unchanged)."""
 
 from __future__ import annotations
 
@@ -178,6 +179,8 @@ def test_an_old_database_gets_fts5_terms_by_migration(postgres_url: str, tmp_pat
                 assert isinstance(step, str)
                 db.execute(step)
             db.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+        vectors = np.random.default_rng(4).standard_normal((100, DIMENSION)).astype(np.float32)
+        written: list[str] = []
         for number, (name, title, texts) in enumerate(CORPUS, start=1):  # as m001..m003 wrote
             db.execute(
                 """INSERT INTO documents (id, collection, name, sha256, title, pages, added_at)
@@ -189,10 +192,12 @@ def test_an_old_database_gets_fts5_terms_by_migration(postgres_url: str, tmp_pat
                 db.execute(
                     """INSERT INTO chunks (document_id, collection, page, ordinal, text,
                            embedding, keywords)
-                       VALUES (%s, 'c', %s, %s, %s, '[0.5,0.5,0.5,0.5]',
+                       VALUES (%s, 'c', %s, %s, %s, %s::real[]::vector,
                                to_tsvector('folio', %s))""",
-                    (number, page, page - 1, text, f"{label.strip()} {text}"),
+                    (number, page, page - 1, text, vectors[len(written)].tolist(),
+                     f"{label.strip()} {text}"),
                 )
+                written.append(text)
         db.execute("SELECT setval('documents_id_seq', 10)")
         db.execute("""INSERT INTO keyword_totals SELECT 'c', count(*), sum(length(keywords))
                       FROM chunks""")
@@ -200,7 +205,11 @@ def test_an_old_database_gets_fts5_terms_by_migration(postgres_url: str, tmp_pat
     fresh_db = tmp_path / "fresh.sqlite"
     fresh = DocumentStore(fresh_db)
     try:
-        assert old.migrations()[-1] == "m004_fts5_terms"
+        assert {"m004_fts5_terms", "m005_vectors_in_row"} <= set(old.migrations())
+        ids = old.chunk_ids("c")
+        kept = old.vectors(ids, DIMENSION)  # m005 moved them into the rows, bit for bit
+        assert [old.chunks([i])[i].text for i in ids] == written
+        assert np.array_equal(np.stack([kept[i] for i in ids]), vectors[: len(ids)])
         for name, title, texts in CORPUS:
             put(fresh, "c", name, title, texts)
         for question in QUESTIONS:
@@ -214,4 +223,7 @@ def test_an_old_database_gets_fts5_terms_by_migration(postgres_url: str, tmp_pat
     with psycopg.connect(postgres_url) as db:
         tables = {r[0] for r in db.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+        storage = db.execute("""SELECT attstorage FROM pg_attribute
+            WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'""").fetchone()
     assert "keyword_terms" not in tables and "keyword_postings" in tables
+    assert storage == ("m",)
