@@ -21,6 +21,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from config.errors import ConfigError
+
 # rag/store.py's FTS5 table uses exactly this tokenizer (a test checks they agree).
 FTS5_TOKENIZE = "porter unicode61 remove_diacritics 2"
 
@@ -43,10 +45,18 @@ class Fts5Terms:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
-        self._db.execute(
-            f"CREATE VIRTUAL TABLE t USING fts5 (text, content = '', tokenize = '{FTS5_TOKENIZE}')"
-        )
-        self._db.execute("CREATE VIRTUAL TABLE v USING fts5vocab (t, 'instance')")
+        try:
+            self._db.execute(
+                "CREATE VIRTUAL TABLE t USING fts5 "
+                f"(text, content = '', tokenize = '{FTS5_TOKENIZE}')"
+            )
+            self._db.execute("CREATE VIRTUAL TABLE v USING fts5vocab (t, 'instance')")
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            raise ConfigError(
+                "the Postgres store makes its keywords with SQLite's FTS5, and this Python's "
+                f"sqlite3 has no FTS5 ({exc}): use a Python built with it"
+            ) from None
 
     def tokens(self, texts: Sequence[str]) -> list[list[str]]:
         """Each text's terms, in order (a term as often as it occurs)."""
