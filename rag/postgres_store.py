@@ -10,8 +10,7 @@ committed on one node is searchable from every node at once. Every query names i
 
 from __future__ import annotations
 
-import re
-import unicodedata
+import math
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +20,15 @@ import numpy as np
 from rag.chunk import Chunk
 from rag.embed import Vectors
 from rag.parse import ParsedDocument
-from rag.postgres import COLLECTION_SEED, TEXT_SEARCH, PostgresDatabase
+from rag.postgres import COLLECTION_SEED, PostgresDatabase
+from rag.postgres_terms import (
+    Fts5Terms,
+    any_query,
+    count_totals,
+    phrase_count,
+    tsvector_literal,
+    write_postings,
+)
 from rag.storage import StoredChunk
 from rag.store import _for_match, _label, question_terms
 from rag.types import DocumentInfo
@@ -44,26 +51,12 @@ def _info(row: Sequence[Any]) -> DocumentInfo:
     return DocumentInfo(row[0], int(row[1]), int(row[2]), row[3], row[4], int(row[5]), int(row[6]))
 
 
-def fold(text: str) -> str:
-    """Text without diacritics, for the keyword index and its queries: "Žemgulys" is found as
-    "zemgulys", as FTS5's remove_diacritics does (PostgreSQL's unaccent is an extension that
-    may be missing, so this is done here, on both sides)."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-def _any_query(terms: Sequence[str]) -> tuple[str, list[str]]:
-    """SQL for a tsquery matching any of the terms (each as a phrase, so "covid-19" stays one),
-    with its parameters: the terms are bound, never spliced into the SQL."""
-    part = f"phraseto_tsquery('{TEXT_SEARCH}', %s)"
-    return " || ".join([part] * len(terms)), [fold(t) for t in terms]
-
-
 class PostgresStore:
     """`rag.storage.Store` on Postgres (see the module docstring)."""
 
     def __init__(self, database: PostgresDatabase) -> None:
         self._db = database
+        self._terms = Fts5Terms()
 
     @property
     def database(self) -> PostgresDatabase:
@@ -71,6 +64,7 @@ class PostgresStore:
 
     def close(self) -> None:
         self._db.close()
+        self._terms.close()
 
     def migrations(self) -> list[str]:
         return self._db.migrations()
@@ -137,7 +131,7 @@ class PostgresStore:
         ids = [r[0] for r in db.execute(
             "SELECT id FROM chunks WHERE document_id = %s ORDER BY id", (row[0],)
         ).fetchall()]
-        PostgresStore._count_keywords(db, collection, row[0], -1)
+        count_totals(db, collection, row[0], -1)
         db.execute("DELETE FROM documents WHERE id = %s", (row[0],))  # cascades
         return [int(i) for i in ids]
 
@@ -170,19 +164,19 @@ class PostgresStore:
                     [(document_id, p.number, p.stored_text, p.has_text, p.image_text, p.scanned)
                      for p in parsed.pages],
                 )
+                tokens = self._terms.tokens([f"{label} {chunk.text}" for chunk in chunks])
                 rows = [
                     (document_id, collection, chunk.page, chunk.ordinal, chunk.text,
                      chunk.from_image, np.asarray(vector, dtype=np.float32),
-                     fold(f"{label} {chunk.text}"))
-                    for chunk, vector in zip(chunks, vectors, strict=True)
+                     tsvector_literal(terms), len(terms))
+                    for chunk, vector, terms in zip(chunks, vectors, tokens, strict=True)
                 ]
                 ids: list[int] = []
                 if rows:  # one round trip for all of them (psycopg pipelines executemany)
                     cursor.executemany(
-                        f"""INSERT INTO chunks (document_id, collection, page, ordinal, text,
-                               from_image, embedding, keywords)
-                           VALUES (%s, %s, %s, %s, %s, %s, %s,
-                                   to_tsvector('{TEXT_SEARCH}', %s)) RETURNING id""",
+                        """INSERT INTO chunks (document_id, collection, page, ordinal, text,
+                               from_image, embedding, keywords, keyword_count)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s::tsvector, %s) RETURNING id""",
                         rows,
                         returning=True,
                     )
@@ -190,39 +184,8 @@ class PostgresStore:
                         ids.append(int(cursor.fetchone()[0]))
                         if not cursor.nextset():
                             break
-            self._count_keywords(db, collection, document_id, +1)
+            write_postings(db, collection, document_id, ids, tokens)
         return removed, ids
-
-    @staticmethod
-    def _count_keywords(db: Any, collection: str, document_id: int, sign: int) -> None:
-        """Add (+1) or take away (-1) a document's chunks in BM25's statistics."""
-        if sign > 0:
-            db.execute(
-                """UPDATE chunks c SET keyword_count = (
-                       SELECT coalesce(sum(array_length(u.positions, 1)), 0)
-                       FROM unnest(c.keywords) u)
-                   WHERE c.document_id = %s""",
-                (document_id,),
-            )
-        db.execute(
-            """INSERT INTO keyword_terms AS t (collection, lexeme, chunks)
-               SELECT %s, u.lexeme, %s * count(*) FROM chunks c, unnest(c.keywords) u
-               WHERE c.document_id = %s GROUP BY u.lexeme
-               ON CONFLICT (collection, lexeme) DO UPDATE SET chunks = t.chunks + excluded.chunks""",
-            (collection, sign, document_id),
-        )
-        db.execute(
-            """INSERT INTO keyword_totals AS t (collection, chunks, words)
-               SELECT %s, %s * count(*), %s * coalesce(sum(keyword_count), 0) FROM chunks
-               WHERE document_id = %s
-               ON CONFLICT (collection) DO UPDATE SET chunks = t.chunks + excluded.chunks,
-                   words = t.words + excluded.words""",
-            (collection, sign, sign, document_id),
-        )
-        if sign < 0:
-            db.execute(
-                "DELETE FROM keyword_terms WHERE collection = %s AND chunks <= 0", (collection,)
-            )
 
     def delete_document(self, collection: str, name: str) -> list[int]:
         with self._db.transaction() as db:
@@ -331,6 +294,11 @@ class PostgresStore:
 
     # --- keywords ---------------------------------------------------------------------------
 
+    def _phrases(self, text: str) -> list[list[str]]:
+        """The question's terms as FTS5 phrases (a term may make several tokens: "covid-19");
+        the embedded store quotes each term the same way (rag.store.keyword_query)."""
+        return [p for p in self._terms.tokens(question_terms(text)[:32]) if p]
+
     def term_in_collection(
         self,
         collection: str,
@@ -341,57 +309,100 @@ class PostgresStore:
     ) -> bool:
         """Whether any chunk of the collection (or of the named documents) has the term; with
         `prefix`, any word that starts with it."""
-        terms = question_terms(term)[:32]
-        if not terms:
+        phrases = self._phrases(term)
+        if not phrases:
             return True
-        if prefix:
-            words = [w for w in (re.sub(r"\W+", "", fold(t)) for t in terms) if w]
-            if not words:
-                return True
-            query = " || ".join([f"to_tsquery('{TEXT_SEARCH}', %s)"] * len(words))
-            params: list[Any] = [f"{w}:*" for w in words]
-        else:
-            query, params = _any_query(terms)
         names = list(dict.fromkeys(documents or ()))
         only = " AND d.name = ANY(%s)" if names else ""
         row = self._one(
             f"""SELECT 1 FROM chunks c JOIN documents d ON d.id = c.document_id
-                WHERE c.collection = %s AND c.keywords @@ ({query}){only} LIMIT 1""",
-            [collection, *params, *([names] if names else [])],
+                WHERE c.collection = %s AND c.keywords @@ %s::tsquery{only} LIMIT 1""",
+            [collection, any_query(phrases, prefix=prefix), *([names] if names else [])],
         )
         return row is not None
 
     def keyword_search(self, collection: str, question: str, limit: int) -> list[int]:
-        """Chunk ids ranked by BM25 (k1 = 1.2, b = 0.75 and FTS5's idf) for the question's terms,
-        within one collection. Postgres's own ts_rank has no idf, so a common word outweighed
-        a rare one (measured: MRR 0.03 below FTS5 on a dev set); the statistics come from
-        `keyword_terms` and `keyword_totals`, the term counts from each chunk's tsvector."""
-        terms = question_terms(question)[:32]
-        if not terms:
+        """Chunk ids ranked as FTS5's bm25() ranks them (k1 = 1.2, b = 0.75, its idf, each
+        query phrase counted once per time it is asked), within one collection, from the
+        posting lists: only the matching postings are read, never a chunk's whole term list.
+        Phrases of several terms ("covid-19") are counted from the matching chunks' positions.
+        Ties, and sums that differ in the last bits, go by chunk id."""
+        phrases = self._phrases(question)
+        if not phrases:
             return []
-        query, params = _any_query(terms)
-        rows = self._all(
-            f"""WITH q AS (SELECT ({query}) AS query),
-                totals AS (
-                    SELECT chunks, greatest(words::float8 / greatest(chunks, 1), 1) AS avgdl
-                    FROM keyword_totals WHERE collection = %s),
-                terms AS (
-                    SELECT t.lexeme, greatest(ln((totals.chunks - t.chunks + 0.5)
-                                                 / (t.chunks + 0.5)), 1e-6) AS idf
-                    FROM keyword_terms t, totals
-                    WHERE t.collection = %s AND t.lexeme IN (
-                        SELECT u.lexeme FROM unnest(to_tsvector('{TEXT_SEARCH}', %s)) u)),
-                lexemes AS (SELECT array_agg(lexeme) AS them FROM terms),
-                hits AS (
-                    SELECT c.id, c.keyword_count, u.lexeme, array_length(u.positions, 1) AS tf
-                    FROM chunks c, q, lexemes,
-                         unnest(ts_filter(setweight(c.keywords, 'A', lexemes.them), '{{a}}')) u
-                    WHERE c.collection = %s AND c.keywords @@ q.query)
-                SELECT h.id FROM hits h JOIN terms t USING (lexeme), totals
-                GROUP BY h.id
-                ORDER BY sum(t.idf * h.tf * 2.2 / (h.tf + 1.2 * (0.25 + 0.75 * h.keyword_count
-                                                                   / totals.avgdl))) DESC, h.id
-                LIMIT %s""",
-            [*params, collection, collection, fold(" ".join(terms)), collection, limit],
-        )
+        single: dict[str, int] = {}
+        for phrase in phrases:
+            if len(phrase) == 1:
+                single[phrase[0]] = single.get(phrase[0], 0) + 1
+        several = [p for p in phrases if len(p) > 1]
+        with self._db.transaction() as db:
+            totals = db.execute(
+                "SELECT chunks, words FROM keyword_totals WHERE collection = %s AND chunks > 0",
+                (collection,),
+            ).fetchone()
+            if totals is None:
+                return []
+            chunks, avgdl = float(totals[0]), float(totals[1]) / float(totals[0])
+            # a common word's postings can name most chunks: group them in memory, not on disk
+            db.execute("SET LOCAL work_mem = '64MB'")
+            extra_ids, extra_scores = self._phrase_scores(db, collection, several, chunks, avgdl)
+            rows = db.execute(
+                """WITH wanted AS (
+                       SELECT * FROM unnest(%(terms)s::text[], %(times)s::float8[]) AS w(term, times)),
+                   postings AS MATERIALIZED (
+                       SELECT p.term, u.id, u.tf, u.len
+                       FROM keyword_postings p JOIN wanted w USING (term),
+                            unnest(p.chunks, p.counts, p.lengths) AS u(id, tf, len)
+                       WHERE p.collection = %(collection)s),
+                   weights AS (
+                       SELECT w.term, w.times * CASE WHEN f.idf > 0 THEN f.idf ELSE 1e-6 END
+                              AS weight
+                       FROM wanted w JOIN (
+                           SELECT term, ln((%(n)s::float8 - count(*)::float8 + 0.5)
+                                           / (count(*)::float8 + 0.5)) AS idf
+                           FROM postings GROUP BY term) f USING (term)),
+                   scores AS (
+                       SELECT p.id, wt.weight * (p.tf * 2.2::float8)
+                                    / (p.tf + 1.2::float8 * (0.25::float8
+                                       + 0.75::float8 * p.len / %(avgdl)s::float8)) AS s
+                       FROM postings p JOIN weights wt USING (term)
+                       UNION ALL
+                       SELECT * FROM unnest(%(extra_ids)s::bigint[], %(extra_scores)s::float8[]))
+                   SELECT id FROM scores GROUP BY id
+                   ORDER BY round(sum(s) * 1e9::float8) DESC, id LIMIT %(limit)s""",
+                {"terms": list(single), "times": [float(n) for n in single.values()],
+                 "collection": collection, "n": chunks, "avgdl": avgdl,
+                 "extra_ids": extra_ids, "extra_scores": extra_scores, "limit": limit},
+            ).fetchall()
         return [int(r[0]) for r in rows]
+
+    @staticmethod
+    def _phrase_scores(
+        db: Any, collection: str, phrases: Sequence[Sequence[str]], chunks: float, avgdl: float
+    ) -> tuple[list[int], list[float]]:
+        """BM25's part from the phrases of several terms, per chunk that has any of them."""
+        if not phrases:
+            return [], []
+        wanted = sorted({t for p in phrases for t in p})
+        rows = db.execute(
+            """SELECT c.id, c.keyword_count, u.lexeme, u.positions
+               FROM chunks c, unnest(c.keywords) u
+               WHERE c.collection = %s AND c.keywords @@ %s::tsquery AND u.lexeme = ANY(%s)""",
+            (collection, any_query(phrases), wanted),
+        ).fetchall()
+        found: dict[int, tuple[int, dict[str, set[int]]]] = {}
+        for chunk_id, length, lexeme, positions in rows:
+            found.setdefault(int(chunk_id), (int(length), {}))[1][lexeme] = set(positions)
+        counts = [{i: phrase_count(p, places) for i, (_, places) in found.items()}
+                  for p in phrases]
+        scores: dict[int, float] = {}
+        for phrase_counts in counts:
+            hits = sum(1 for n in phrase_counts.values() if n)
+            idf = math.log((chunks - hits + 0.5) / (hits + 0.5))
+            idf = idf if idf > 0 else 1e-6
+            for chunk_id, n in phrase_counts.items():
+                if n:
+                    length = found[chunk_id][0]
+                    scores[chunk_id] = scores.get(chunk_id, 0.0) + idf * n * 2.2 / (
+                        n + 1.2 * (0.25 + 0.75 * length / avgdl))
+        return list(scores), list(scores.values())
