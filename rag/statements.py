@@ -38,8 +38,9 @@ def split_statements(text: str, max_words: int | None = None) -> list[str]:
 
 def _move_enumerators(sentences: list[str]) -> list[str]:
     """Each trailing enumerator that opens the next item moved to the start of that item. It
-    opens one when it follows a colon ("the following: 1.") or continues the numbering of the
-    items before it ("Use 2."); otherwise it is the sentence's own ("The limit is 5.")."""
+    opens one when it follows a colon ("the following: 1."), continues the numbering of the
+    items before it ("1. Use 2."), or ends an item numbered in another style ("5. Sale C.");
+    otherwise it is the sentence's own ("The limit is 5.")."""
     moved: list[str] = []
     carried = ""
     last: dict[str, int] = {}  # per numbering style, the number of the latest item
@@ -51,16 +52,18 @@ def _move_enumerators(sentences: list[str]) -> list[str]:
             carried = sentence  # "A." split off the heading it numbers
             continue
         leading = _LEADING_ENUMERATOR.match(sentence)
+        item_style = ""
         if leading:
-            style, number = _numbering(leading.group(1))
-            last[style] = number
+            item_style, number = _numbering(leading.group(1))
+            last[item_style] = number
         else:
             last.clear()  # the list, if any, has ended
         found = _TRAILING_ENUMERATOR.search(sentence)
         if found and found.start() > 0:
             style, number = _numbering(found.group(1))
             head = sentence[: found.start()].rstrip()
-            if head.endswith(":") or last.get(style) == number - 1:
+            if (head.endswith(":") or last.get(style) == number - 1
+                    or (item_style and style != item_style)):  # "5. Offer for sale C."
                 carried, sentence = found.group(1), head
         moved.append(sentence)
     if carried:

@@ -21,6 +21,15 @@ def test_a_numbered_list_stays_with_the_lead_in_that_introduces_it() -> None:
     ]
 
 
+def test_an_enumerator_of_another_style_ending_an_item_opens_the_next_section() -> None:
+    # The passage starts inside section B, so "C." is known only by its style.
+    text = "Under the patents: each contributor grants: 1. Use 2. Sale C. These rights apply."
+    assert split_statements(text, 80) == [
+        "Under the patents: each contributor grants: 1. Use 2. Sale",
+        "C. These rights apply.",
+    ]
+
+
 def test_numbered_sentences_stay_separate_statements() -> None:
     text = ("(1) Where the claim is $5,000 or greater it is referred to the investigators. "
             "A record of the referral is kept. (2) When the claim is below $5,000 it is referred "
