@@ -254,9 +254,10 @@ class IngestSettings(BaseModel):
     parse_timeout_s: float = Field(default=120.0, gt=0)
     parse_memory_mb: int = Field(default=2048, ge=256)
     text_parser: Literal["pypdf", "pdfium"] = Field(
-        default="pypdf",
+        default="pdfium",
         description="Which parser reads the text layers; the other is the fallback for a file "
-        "it cannot read. PDFium is ~8x faster (README \"Performance\").",
+        "it cannot read. PDFium is ~8x faster (README \"Performance\"); with it first, pypdf "
+        "still checks every file's structure, so hostile files are refused the same way.",
     )
     ocr: bool = Field(
         default=True,
