@@ -570,8 +570,8 @@ def _inflate(contents: Any, resources: Any, seen: set[int], budget: list[int], d
     resources = resources.get_object() if resources is not None else None
     if depth >= 4 or not hasattr(resources, "get"):
         return
-    xobjects = resources.get("/XObject")
-    xobjects = xobjects.get_object() if xobjects is not None else None
+    entry = resources.get("/XObject")
+    xobjects: Any = entry.get_object() if entry is not None else None
     if not hasattr(xobjects, "values"):
         return
     for ref in list(xobjects.values()):
