@@ -20,6 +20,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import traceback
@@ -175,13 +176,14 @@ class OnnxEmbedder:
         batch_size: int = 8,
         query_cache_size: int = 256,
         threads: int | None = None,
+        installed_cache: Path | None = None,
     ) -> None:
         offline_and_quiet_threads()
         ort = _import_onnxruntime()
         layout = _layout(model_path)
         self._name = layout.name
         self._tokenizer = _Tokenizer(model_path, layout)
-        folder = ensure_exported(model_path, cache_dir)
+        folder = ensure_exported(model_path, cache_dir, installed_cache)
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         reference: Vectors = np.load(folder / REFERENCE)
         self._batch_size = batch_size
@@ -298,13 +300,24 @@ def _worst_cosine(vectors: Vectors, reference: Vectors) -> float:
 # --- export (in a child process: torch, sentence-transformers and the ONNX tools load there) --
 
 
-def ensure_exported(model_path: Path, cache_dir: Path) -> Path:
-    """The cache folder of this model's ONNX files, exporting them first if needed (one process
-    at a time; a crash mid-way leaves no half-written folder)."""
+def installed_cache_dir() -> Path:
+    """Where `scripts/setup` exports the packaged model once per install (`python -m
+    rag.embed_onnx`), so a new data dir (every test's, a fresh deployment's) does not export it
+    again: ~20 CPU s and ~1.5 GB of peak memory with torch loaded."""
+    return Path(sys.prefix) / "share" / "folio" / "models"
+
+
+def ensure_exported(model_path: Path, cache_dir: Path, installed: Path | None = None) -> Path:
+    """The cache folder of this model's ONNX files: the data dir's, else the install's (same
+    key: same model files, recipe and ONNX Runtime), else exported into the data dir's first
+    (one process at a time; a crash mid-way leaves no half-written folder)."""
     key = cache_key(model_path)
-    folder = cache_dir / f"{_layout(model_path).name}-onnx-{key}"
+    name = f"{_layout(model_path).name}-onnx-{key}"
+    folder = cache_dir / name
     if (folder / MANIFEST).is_file():
         return folder
+    if installed is not None and (installed / name / MANIFEST).is_file():
+        return installed / name
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -497,3 +510,19 @@ def _run_plain(path: Path, tokenizer: _Tokenizer, texts: Sequence[str]) -> Vecto
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rows = [session.run(None, _padded([ids]))[0][0] for ids in tokenizer.encode(texts)]
     return np.stack(rows).astype(np.float32)
+
+
+def main() -> None:
+    """`python -m rag.embed_onnx`: export the packaged model into the install's cache (setup)."""
+    from rag.models import default_embedding_model
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        folder = ensure_exported(default_embedding_model(), installed_cache_dir())
+    except (OnnxExportError, ConfigError) as exc:
+        raise SystemExit(f"the int8 embedder could not be prepared: {exc}") from None
+    print(f"int8 embedder ready in {folder}")
+
+
+if __name__ == "__main__":
+    main()
