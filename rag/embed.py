@@ -195,6 +195,7 @@ def make_embedder(
     query_cache_size: int = 256,
     threads: int | None = None,
     cache_dir: Path,
+    installed_cache: Path | None = None,
 ) -> Embedder:
     """The embedder the settings ask for. "auto" prefers the int8 ONNX embedder and falls back to
     torch (with a log line) when onnxruntime is missing or the model cannot be exported."""
@@ -218,6 +219,7 @@ def make_embedder(
                     batch_size=batch_size,
                     query_cache_size=query_cache_size,
                     threads=threads,
+                    installed_cache=installed_cache,
                 )
             except OnnxExportError as exc:
                 if backend == "onnx-int8":

@@ -20,6 +20,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import traceback
@@ -175,13 +176,14 @@ class OnnxEmbedder:
         batch_size: int = 8,
         query_cache_size: int = 256,
         threads: int | None = None,
+        installed_cache: Path | None = None,
     ) -> None:
         offline_and_quiet_threads()
         ort = _import_onnxruntime()
         layout = _layout(model_path)
         self._name = layout.name
         self._tokenizer = _Tokenizer(model_path, layout)
-        folder = ensure_exported(model_path, cache_dir)
+        folder = ensure_exported(model_path, cache_dir, installed_cache)
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         reference: Vectors = np.load(folder / REFERENCE)
         self._batch_size = batch_size
@@ -298,13 +300,24 @@ def _worst_cosine(vectors: Vectors, reference: Vectors) -> float:
 # --- export (in a child process: torch, sentence-transformers and the ONNX tools load there) --
 
 
-def ensure_exported(model_path: Path, cache_dir: Path) -> Path:
-    """The cache folder of this model's ONNX files, exporting them first if needed (one process
-    at a time; a crash mid-way leaves no half-written folder)."""
+def installed_cache_dir() -> Path:
+    """Where `scripts/setup` exports the packaged model once per install (`python -m
+    rag.embed_onnx`), so a new data dir (every test's, a fresh deployment's) does not export it
+    again: ~20 CPU s and ~1.5 GB of peak memory with torch loaded."""
+    return Path(sys.prefix) / "share" / "folio" / "models"
+
+
+def ensure_exported(model_path: Path, cache_dir: Path, installed: Path | None = None) -> Path:
+    """The cache folder of this model's ONNX files: the data dir's, else the install's (same
+    key: same model files, recipe and ONNX Runtime), else exported into the data dir's first
+    (one process at a time; a crash mid-way leaves no half-written folder)."""
     key = cache_key(model_path)
-    folder = cache_dir / f"{_layout(model_path).name}-onnx-{key}"
+    name = f"{_layout(model_path).name}-onnx-{key}"
+    folder = cache_dir / name
     if (folder / MANIFEST).is_file():
         return folder
+    if installed is not None and (installed / name / MANIFEST).is_file():
+        return installed / name
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -335,10 +348,18 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _run_export_child(model_path: Path, out_dir: Path) -> None:
+    """Two children one after the other: torch's export, then fusion and quantisation without
+    torch loaded (in one process the peak was 1.5 GB: torch's 0.86 GB plus the ONNX tools')."""
+    for stage in ("export", "quantise"):
+        _run_stage(stage, model_path, out_dir)
+
+
+def _run_stage(stage: str, model_path: Path, out_dir: Path) -> None:
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
-        target=_export_main, args=(sender, model_path, out_dir), name="folio-onnx-export"
+        target=_export_main, args=(sender, stage, model_path, out_dir),
+        name=f"folio-onnx-{stage}",
     )
     child.start()
     sender.close()
@@ -361,7 +382,7 @@ def _run_export_child(model_path: Path, out_dir: Path) -> None:
         raise OnnxExportError(message)
 
 
-def _export_main(sender: Any, model_path: Path, out_dir: Path) -> None:
+def _export_main(sender: Any, stage: str, model_path: Path, out_dir: Path) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -369,7 +390,7 @@ def _export_main(sender: Any, model_path: Path, out_dir: Path) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(level=logging.ERROR)
     try:
-        export_model(model_path, out_dir)
+        (export_torch if stage == "export" else quantise_exported)(model_path, out_dir)
     except BaseException as exc:
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         sender.send((False, last))
@@ -379,10 +400,19 @@ def _export_main(sender: Any, model_path: Path, out_dir: Path) -> None:
         sender.close()
 
 
+RAW_FILE = "model-raw.onnx"
+
+
 def export_model(model_path: Path, out_dir: Path) -> None:
     """fp32 ONNX (with mean pooling and normalisation in the graph) → fused for ONNX Runtime →
     int8 weights; each checked against sentence-transformers' fp32 vectors on SAMPLE_TEXTS.
     Writes the models, the reference vectors and a manifest of the checks."""
+    export_torch(model_path, out_dir)
+    quantise_exported(model_path, out_dir)
+
+
+def export_torch(model_path: Path, out_dir: Path) -> None:
+    """The torch half: sentence-transformers' fp32 reference vectors and the raw ONNX graph."""
     offline_and_quiet_threads()
     import torch
     from sentence_transformers import SentenceTransformer
@@ -398,7 +428,6 @@ def export_model(model_path: Path, out_dir: Path) -> None:
     transformer: Any = first.auto_model.eval()
     with contextlib.suppress(AttributeError, ValueError):
         transformer.set_attn_implementation("eager")
-    config = transformer.config
 
     class Pooled(torch.nn.Module):
         """The transformer, mean pooling over real tokens, L2 normalisation."""
@@ -420,7 +449,7 @@ def export_model(model_path: Path, out_dir: Path) -> None:
     sample = _padded(tokenizer.encode(SAMPLE_TEXTS[:2]))
     inputs = tuple(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask",
                                                            "token_type_ids"))
-    raw = out_dir / "model-raw.onnx"
+    raw = out_dir / RAW_FILE
     axes = {0: "batch", 1: "tokens"}
     with torch.no_grad():
         torch.onnx.export(
@@ -431,8 +460,19 @@ def export_model(model_path: Path, out_dir: Path) -> None:
                           "embedding": {0: "batch"}},
             opset_version=17, do_constant_folding=True, dynamo=False,
         )
+    np.save(out_dir / REFERENCE, reference)
+
+
+def quantise_exported(model_path: Path, out_dir: Path) -> None:
+    """The ONNX half (no torch): fuse, quantise, check both against the reference vectors."""
+    offline_and_quiet_threads()
+    layout = _layout(model_path)
+    tokenizer = _Tokenizer(model_path, layout)
+    reference: Vectors = np.load(out_dir / REFERENCE)
+    config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
+    raw = out_dir / RAW_FILE
     fp32 = out_dir / FP32_FILE
-    _fuse(raw, fp32, int(config.num_attention_heads), int(config.hidden_size))
+    _fuse(raw, fp32, int(config["num_attention_heads"]), int(config["hidden_size"]))
     raw.unlink(missing_ok=True)
     int8 = out_dir / INT8_FILE
     _quantise(fp32, int8)
@@ -450,7 +490,6 @@ def export_model(model_path: Path, out_dir: Path) -> None:
         manifest["fp32"]["ok"] = False
     else:
         int8.unlink()
-    np.save(out_dir / REFERENCE, reference)
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
 
 
@@ -497,3 +536,19 @@ def _run_plain(path: Path, tokenizer: _Tokenizer, texts: Sequence[str]) -> Vecto
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rows = [session.run(None, _padded([ids]))[0][0] for ids in tokenizer.encode(texts)]
     return np.stack(rows).astype(np.float32)
+
+
+def main() -> None:
+    """`python -m rag.embed_onnx`: export the packaged model into the install's cache (setup)."""
+    from rag.models import default_embedding_model
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        folder = ensure_exported(default_embedding_model(), installed_cache_dir())
+    except (OnnxExportError, ConfigError) as exc:
+        raise SystemExit(f"the int8 embedder could not be prepared: {exc}") from None
+    print(f"int8 embedder ready in {folder}")
+
+
+if __name__ == "__main__":
+    main()

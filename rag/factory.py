@@ -76,6 +76,8 @@ def build_engine(
     generation = settings.generator
 
     def embedder() -> Embedder:
+        from rag.embed_onnx import installed_cache_dir
+
         return make_embedder(
             embedding.model_path or default_embedding_model(),
             backend=embedding.backend,
@@ -84,6 +86,7 @@ def build_engine(
             query_cache_size=embedding.query_cache_size,
             threads=embedding.threads,
             cache_dir=settings.model_cache_dir,
+            installed_cache=installed_cache_dir(),
         )
 
     def make_generator() -> Generator:
