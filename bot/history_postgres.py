@@ -86,10 +86,7 @@ class PostgresHistory:
         sql = (f"INSERT INTO history (node, {', '.join(_COLUMNS)}) "
                f"VALUES (%s, {', '.join(['%s'] * len(_COLUMNS))}) "
                "ON CONFLICT (node, job_id) DO NOTHING")
-        params = [
-            [node, *(bool(row[c]) if c in _BOOLEANS else row[c] for c in _COLUMNS)]
-            for row in rows
-        ]
+        params = [[node, *(_value(c, row[c]) for c in _COLUMNS)] for row in rows]
 
         def write() -> None:
             with self._db.transaction() as db, db.cursor() as cursor:
@@ -152,3 +149,13 @@ class PostgresHistory:
 
     async def export_jsonl(self, out: TextIO) -> int:
         return await write_jsonl(self.export(), out)
+
+
+def _value(column: str, value: Any) -> Any:
+    """A bot.sqlite value as this table takes it: SQLite's 0/1 as booleans, and text without
+    NUL characters (SQLite keeps them, Postgres refuses the whole row)."""
+    if column in _BOOLEANS:
+        return bool(value)
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "")
+    return value

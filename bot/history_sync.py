@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.errors import ServiceUnavailable
 from bot.migrations import BotDatabase
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,12 @@ class HistorySync:
                 rows = [{key: r[key] for key in r.keys()} for r in await cur.fetchall()]  # noqa: SIM118 (aiosqlite.Row)
             if not rows:
                 return copied
-            await self._write(self._node, rows)
+            try:
+                await self._write(self._node, rows)
+            except ServiceUnavailable:
+                raise  # away: the whole batch again later
+            except Exception:  # a row the database refuses must not hold up the others
+                await self._write_one_by_one(rows)
             last = int(rows[-1]["id"])
             async with self._local.transaction() as db:
                 await db.execute(
@@ -115,6 +121,18 @@ class HistorySync:
                 )
             self._upto = last
             copied += len(rows)
+
+    async def _write_one_by_one(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            try:
+                await self._write(self._node, [row])
+            except ServiceUnavailable:
+                raise
+            except Exception as exc:
+                logger.error(
+                    "shared history at %s: job %s's row refused (%s); it stays in bot.sqlite only",
+                    self._where, row["job_id"], _reason(exc),
+                )
 
     async def close(self, *, flush_s: float = 3.0) -> None:
         """Stop, after one last pass if the database answers within `flush_s`; what is left is

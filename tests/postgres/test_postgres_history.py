@@ -127,6 +127,27 @@ async def test_the_same_job_id_on_two_nodes_and_a_repeated_copy_land_once_each(
     assert len(shared_rows(postgres_url)) == 2
 
 
+async def test_a_row_the_database_refuses_does_not_hold_up_the_others(
+    postgres_url: str, open_node: OpenNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A NUL character (SQLite keeps it, Postgres refuses it) is dropped from the shared copy;
+    a row Postgres still refuses (a count over its INTEGER) gets one line and is skipped, and the
+    rows after it are shared."""
+    local, node = await open_node(postgres_url, "one")
+    nul = replace(make_job("slack", "ann", "what\x00 is this?"), id=1)
+    huge = replace(make_job("slack", "ann", "too many tokens"), id=2)
+    after = replace(make_job("slack", "ann", "the one after"), id=3)
+    await finish(local, node, build_record(nul, JobStatus.DONE, answer("an answer")))
+    await until(lambda: len(shared_rows(postgres_url)) == 1)
+    record = replace(build_record(huge, JobStatus.DONE, answer("an answer")), tokens=2**40)
+    await finish(local, node, record)
+    await finish(local, node, build_record(after, JobStatus.DONE, answer("an answer")))
+    await until(lambda: len(shared_rows(postgres_url)) == 2)
+    assert [q for _, _, q in shared_rows(postgres_url)] == ["what is this?", "the one after"]
+    assert "job 2's row refused" in caplog.text
+    assert node.sync is not None and await node.sync.pending() == 0
+
+
 def freeze(server: PostgresServer, sig: signal.Signals) -> None:
     """SIGSTOP/SIGCONT the server and its backends: connections hang as on a dead network."""
     assert server.process is not None
