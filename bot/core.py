@@ -35,6 +35,7 @@ from bot.worker import Throughput, Worker
 from rag.types import DocumentInfo
 
 if TYPE_CHECKING:
+    from bot.history_postgres import PostgresHistory
     from config.settings import Settings
     from rag.postgres import PostgresOptions
 
@@ -80,6 +81,7 @@ class BotCore:
         self._queue: JobQueue | None = None
         self._history: HistoryLog | None = None
         self._shared_history = shared_history
+        self._shared: PostgresHistory | None = None  # the shared history, once started
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -169,7 +171,10 @@ class BotCore:
         from rag.postgres import PostgresDatabase
 
         options = self._shared_history
-        return PostgresHistory(await asyncio.to_thread(PostgresDatabase, options))
+        shared = PostgresHistory(await asyncio.to_thread(PostgresDatabase, options), db)
+        await shared.start()  # copies what a previous run could not share, in the background
+        self._shared = shared
+        return shared
 
     async def stop(self) -> None:
         """Stop accepting, finish or requeue the current job within a bounded time, close the DB."""
@@ -185,15 +190,15 @@ class BotCore:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._queue is not None:
             await self._queue.close()
+        if self._shared is not None:  # its copying reads bot.sqlite: stopped before it closes
+            await self._shared.stop()
+            self._shared = None
         if self._db is not None:
             await self._db.close()
         if self._executor is not None:
             # A stuck engine call cannot be interrupted; its job is already back in the queue.
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._worker = self._worker_task = self._executor = None
-        close = getattr(self._history, "close", None)
-        if callable(close):
-            close()
         self._db = self._queue = self._history = None
         logger.info("bot core stopped")
 
@@ -277,6 +282,8 @@ class BotCore:
             outcome = ErrorOutcome(GenerationCancelled().message)
             record = build_record(job, JobStatus.CANCELLED, outcome)
             if await queue.cancel_pending(job.id, outcome, record):
+                if self._history is not None:
+                    await self._history.add(record)  # to the shared history too, if any
                 await worker.deliver_without_running(job, outcome)
                 return job
         if worker.cancel_running(job.id):

@@ -206,10 +206,8 @@ class JobRunner:
         record = build_record(job, status, outcome, finished_at=finished_at)
         if not await self._queue.complete(job.id, status, outcome, record):
             return  # someone else finished it (cannot happen with one worker, but never twice)
-        try:
-            await self._history.add(record)  # the shared history, if there is one
-        except Exception as exc:  # the answer is stored already: it is still delivered
-            logger.warning("job %s: not added to the shared history (%s)", job.id, exc)
+        # The shared history, if there is one, copies the row in the background: never a wait.
+        await self._history.add(record)
         if status is JobStatus.DONE and job.kind is JobKind.QUESTION and job.started_at:
             self._throughput.add(finished_at - job.started_at)
         self._delivery.in_background(job, outcome)

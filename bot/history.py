@@ -176,7 +176,9 @@ class HistoryLog(Protocol):
     """What the worker and the core read history through (and add a finished job to): this
     node's `History`, or the shared one (`bot.history_postgres.PostgresHistory`)."""
 
-    async def add(self, record: HistoryRecord) -> None: ...
+    async def add(self, record: HistoryRecord) -> None:
+        """`record` is in bot.sqlite already; a shared history copies it in the background
+        (never a wait for the reply)."""
 
     async def recent_turns(self, job: Job, limit: int) -> list[Turn]: ...
 

@@ -123,6 +123,28 @@ async def m003_job_crashes(db: aiosqlite.Connection) -> None:
     await db.execute("ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
 
 
+@migration
+async def m004_shared_history(db: aiosqlite.Connection) -> None:
+    """How far this file's history rows have been copied to the shared (Postgres) history.
+
+    `node` names this file in the shared table, so job ids from different nodes' own queues
+    cannot collide there; rows with an id above `copied_upto` are not shared yet (NULL: this
+    file was never used with a shared history, see `bot.history_sync`).
+    """
+    await db.execute(
+        """
+        CREATE TABLE shared_history (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            node TEXT NOT NULL,
+            copied_upto INTEGER
+        )
+        """
+    )
+    await db.execute(
+        "INSERT INTO shared_history (id, node) VALUES (1, lower(hex(randomblob(16))))"
+    )
+
+
 async def migrate(db: aiosqlite.Connection) -> list[str]:
     """Apply the migrations not yet recorded, in order; return the names applied (none: a no-op)."""
     await db.execute(

@@ -174,6 +174,19 @@ _MIGRATIONS.append((
         "UPDATE chunks SET embedding = embedding::real[]::vector",
     ),
 ))
+_MIGRATIONS.append((
+    # Each history row names the node that answered it (bot.sqlite's `shared_history.node`): a
+    # node copies its rows again after an outage or a crash (bot/history_sync.py), and the
+    # unique key makes that copy land once. Job ids alone collide between nodes with their own
+    # SQLite queues. Rows from before have no node. Reads order by answer time, since a row
+    # copied late gets a later id than rows answered after it.
+    "m006_history_node",
+    (
+        "ALTER TABLE history ADD COLUMN node TEXT",
+        "CREATE UNIQUE INDEX history_node_job ON history (node, job_id)",
+        "CREATE INDEX history_answered ON history (answered_at)",
+    ),
+))
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )"""

@@ -57,7 +57,7 @@ async def test_migrations_are_recorded_and_rerunning_is_a_no_op(tmp_path: Path) 
     with sqlite3.connect(path) as raw:
         names = [r[0] for r in raw.execute("SELECT name FROM _migrations ORDER BY rowid")]
         assert names == [fn.__name__ for fn in MIGRATIONS] == [
-            "m001_jobs", "m002_history", "m003_job_crashes"
+            "m001_jobs", "m002_history", "m003_job_crashes", "m004_shared_history"
         ]
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     again = await BotDatabase.open(path)

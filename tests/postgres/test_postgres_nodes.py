@@ -85,10 +85,10 @@ def test_nodes_starting_together_apply_each_migration_once(postgres_url: str) ->
         assert errors == []
         assert len(stores) == 6
         expected = ["m001_documents", "m002_history", "m003_originals", "m004_fts5_terms",
-                    "m005_vectors_in_row"]
+                    "m005_vectors_in_row", "m006_history_node"]
         assert all(s.migrations() == expected for s in stores)
         with psycopg.connect(postgres_url) as db:
-            assert db.execute("SELECT count(*) FROM schema_migrations").fetchone() == (5,)
+            assert db.execute("SELECT count(*) FROM schema_migrations").fetchone() == (6,)
     finally:
         for store in stores:
             store.close()
