@@ -55,13 +55,13 @@ class EmbeddingSettings(BaseModel):
     )
     query_cache_size: int = Field(default=256, ge=0)
     backend: Literal["auto", "torch", "onnx-int8"] = Field(
-        default="auto",
-        description="auto (the default): onnx-int8 when onnxruntime is installed and the model "
-        "exports, else torch; onnx-int8: the same weights exported and quantised locally to "
-        "int8 and run by ONNX Runtime (checked against the fp32 vectors, fp32 ONNX if they "
-        "differ; ~1.5x the chunks per CPU second, a quarter of the memory; with PDFium's text "
-        "retrieval within 0.01 of torch's, README \"Performance\"); torch: sentence-"
-        "transformers in fp32. Changing it re-embeds each collection once.",
+        default="torch",
+        description="torch (the default): sentence-transformers in fp32; onnx-int8: the same "
+        "weights exported and quantised locally to int8 and run by ONNX Runtime (checked "
+        "against the fp32 vectors; ~1.5x the chunks per CPU second, a quarter of the memory, "
+        "but answers quote slightly worse sentences, README \"Performance\"); auto: onnx-int8 "
+        "when onnxruntime is installed and the model exports, else torch. Changing it "
+        "re-embeds each collection once.",
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="fp32",
@@ -258,10 +258,11 @@ class IngestSettings(BaseModel):
     parse_timeout_s: float = Field(default=120.0, gt=0)
     parse_memory_mb: int = Field(default=2048, ge=256)
     text_parser: Literal["pypdf", "pdfium"] = Field(
-        default="pdfium",
+        default="pypdf",
         description="Which parser reads the text layers; the other is the fallback for a file "
-        "it cannot read. PDFium is ~8x faster (README \"Performance\"); with it first, pypdf "
-        "still checks every file's structure, so hostile files are refused the same way.",
+        "it cannot read. PDFium is ~8x faster but its text gives answers with fewer key facts "
+        "(README \"Performance\"); with it first, pypdf still checks every file's structure, "
+        "so hostile files are refused the same way.",
     )
     ocr: bool = Field(
         default=True,

@@ -189,7 +189,7 @@ def resolve_precision(precision: Precision, cpu: CpuInfo | None = None) -> str:
 def make_embedder(
     model_path: Path,
     *,
-    backend: Backend = "auto",
+    backend: Backend = "torch",
     precision: Precision = "fp32",
     batch_size: int = 8,
     query_cache_size: int = 256,

@@ -82,7 +82,7 @@ class ParseLimits:
     # ~8x faster (it opens every file anyway, for the page images); with PDFium first, pypdf
     # still opens every file and inflates its content streams (a cheap structural check), so
     # hostile files are refused exactly as with pypdf first.
-    text_parser: TextParser = "pdfium"
+    text_parser: TextParser = "pypdf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +329,7 @@ class _Final(BadDocumentError):
     """A refusal no second parser can change: a password, too many pages, a bomb, nesting."""
 
 
-def read_document(data: bytes, max_pages: int, text_parser: TextParser = "pdfium") -> RawDocument:
+def read_document(data: bytes, max_pages: int, text_parser: TextParser = "pypdf") -> RawDocument:
     """Text layers by PDFium, guarded by pypdf's structural check (or by pypdf, with PDFium as
     the second parser, with text_parser = "pypdf"); image boxes by PDFium. Runs in the parse
     child."""

@@ -1,6 +1,6 @@
-"""The default embedder is the int8 ONNX one (embedding.backend = "auto" with onnxruntime
-installed), prepared once per install; a data dir indexed by the old default (torch, fp32) is
-re-embedded once, with a log line, and still answers."""
+"""The int8 ONNX embedder (embedding.backend = "onnx-int8", or "auto" with onnxruntime
+installed) is prepared once per install; a data dir indexed by torch (fp32, the default) and
+reopened with it is re-embedded once, with a log line, and still answers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from config.settings import load_settings
+from bot.app import load_settings
 from rag import embed_onnx
 from rag.factory import build_engine
 from rag.models import default_embedding_model
@@ -68,7 +68,7 @@ def test_an_export_for_other_model_files_is_not_taken_from_the_install(
 
 
 @pytest.mark.slow
-def test_an_index_of_the_old_default_is_re_embedded_once_by_the_new_one(
+def test_an_index_embedded_by_torch_is_re_embedded_once_by_int8(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = tmp_path / "data"
@@ -80,8 +80,7 @@ def test_an_index_of_the_old_default_is_re_embedded_once_by_the_new_one(
         assert old.embedder.identity.endswith("/fp32")
     finally:
         old.close()
-    settings = load_settings(data_dir=data)
-    assert settings.embedding.backend == "auto"
+    settings = load_settings(data_dir=data, embedding={"backend": "auto"})
     new = build_engine(settings)
     try:
         assert new.embedder.identity.endswith("/int8")
