@@ -11,8 +11,6 @@ from pathlib import Path
 import pdfs
 import pytest
 
-pytest.importorskip("onnxruntime")
-
 from bot.app import load_settings
 from rag import embed_onnx
 from rag.factory import build_engine

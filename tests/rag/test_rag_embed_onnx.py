@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-
 from rag import embed_onnx
 from rag.embed import SentenceTransformerEmbedder, identity_of, make_embedder
 from rag.embed_onnx import OnnxEmbedder, OnnxExportError
