@@ -379,6 +379,14 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (for a child process: `folio bench` phases, the parse child) as its platform
+        sections' models and its values, because the class with those sections is made at start
+        (`settings_class`) and cannot be found by name in the child."""
+        sections = {name: type(getattr(self, name)) for name in type(self).model_fields
+                    if name not in Settings.model_fields}
+        return (_rebuild_settings, (sections, dict(self.__dict__)))
+
     data_dir: Path = Path("data")
     default_collection: str = "default"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -538,6 +546,13 @@ def load_settings(
             for err in exc.errors()
         )
         raise ConfigError(f"Invalid configuration ({config_file}): {problems}") from None
+
+
+def _rebuild_settings(
+    sections: Mapping[str, type[SectionSettings]], values: dict[str, Any]
+) -> Settings:
+    """Settings from what `Settings.__reduce__` pickled (the values were validated already)."""
+    return settings_class(sections).model_construct(**values)
 
 
 def settings_class(sections: Mapping[str, type[SectionSettings]]) -> type[Settings]:

@@ -143,3 +143,22 @@ def test_a_section_nobody_declares_is_refused(
     _config(pigeon, monkeypatch, '[pigeon]\nloft = "barn"\n')
     with pytest.raises(ConfigError, match="pigeon: Extra inputs are not permitted"):
         load_settings(data_dir=pigeon / "data")
+
+
+def _read_in_child(settings: Settings) -> tuple[str, float, str | None]:
+    token = settings.discord.token  # type: ignore[attr-defined]
+    return (str(settings.data_dir), settings.discord.max_attachment_mb,  # type: ignore[attr-defined]
+            token.get_secret_value() if token else None)
+
+
+def test_settings_with_platform_sections_reach_a_spawned_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`folio bench` runs its phases in spawned children: the settings, whose class gets the
+    platforms' sections at start, must arrive there whole, secrets included."""
+    import multiprocessing
+
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "child-token")
+    settings = load_settings(data_dir=tmp_path, discord={"max_attachment_mb": 7.5})
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_read_in_child, (settings,)) == (str(tmp_path), 7.5, "child-token")
