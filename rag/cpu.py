@@ -57,14 +57,16 @@ def read_cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
 
 
 def quiet_openmp_threads() -> None:
-    """Make OpenMP threads sleep when they wait instead of spinning (an explicit setting wins).
+    """Bound how long a waiting OpenMP thread spins before it sleeps (an explicit setting wins).
 
     Call before the library that uses OpenMP loads: torch (after each embedding call) and
     llama.cpp (at every one of the hundreds of barriers per decoded token; this build of
-    llama-cpp-python uses OpenMP). With GNU OpenMP's default (~3 ms of spinning before sleeping)
-    a waiting thread spins while the thread it waits for has lost its core, so on 2 shared cores
-    llama.cpp's two threads decoded at 1-7 tok/s instead of 17-29 with sleeping threads
-    (measured, README "Performance").
+    llama-cpp-python uses GNU OpenMP). Decode tok/s of the embedded model, 2 cores, 2 threads
+    (README "Performance"): on free cores, sleeping at once (OMP_WAIT_POLICY=PASSIVE) gives
+    17-22, 1000 spins 76-95, 10000 spins 70-77; with six CPU-bound processes beside it,
+    19-22 / 11-12 / 6-18, and the default (~3 ms of spinning) 1.5-6. A bot's machine is mostly
+    its own, so a short spin: four times the speed on free cores, half on badly shared ones.
+    (KMP_BLOCKTIME: the same for Intel's OpenMP, which a torch build may use.)
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     os.environ.setdefault("KMP_BLOCKTIME", "0")

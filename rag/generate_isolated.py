@@ -78,6 +78,7 @@ def _handle(generator: Generator, connection: Connection, method: str, args: Any
             "pid": os.getpid(),
             # How llama.cpp's OpenMP threads wait (set before it loaded; see rag.cpu).
             "openmp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "openmp_spin_count": os.environ.get("GOMP_SPINCOUNT"),
         }
     if method == "generate":
         prompt, max_tokens = args
