@@ -64,7 +64,7 @@ def quiet_openmp_threads() -> None:
     llama-cpp-python uses GNU OpenMP). Decode tok/s of the embedded model, 2 cores, 2 threads
     (README "Performance"): on free cores, sleeping at once (OMP_WAIT_POLICY=PASSIVE) gives
     17-22, 1000 spins 76-95, 10000 spins 70-77; with six CPU-bound processes beside it,
-    19-22 / 11-12 / 6-18, and the default (~3 ms of spinning) 1.5-6. A bot's machine is mostly
+    19-22 / 10.6-12 / 6-18, and the default (~3 ms of spinning) 1.5-6. A bot's machine is mostly
     its own, so a short spin: four times the speed on free cores, half on badly shared ones.
     (KMP_BLOCKTIME: the same for Intel's OpenMP, which a torch build may use.)
     """
