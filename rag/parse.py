@@ -329,6 +329,18 @@ class _Final(BadDocumentError):
     """A refusal no second parser can change: a password, too many pages, a bomb, nesting."""
 
 
+def _pypdf_reason(exc: Exception) -> str:
+    """Why pypdf could not read the file (then PDFium may still read it, with this as the note);
+    what must end the parse instead is raised again: a final refusal, memory, deep nesting."""
+    if isinstance(exc, _Final | MemoryError | RecursionError):
+        raise exc
+    if isinstance(exc, BadDocumentError):
+        return exc.message
+    if _caused_by(exc, RecursionError):  # pypdf wraps it in PdfReadError
+        raise _Final("the PDF is nested too deeply to read") from None
+    return f"the PDF is broken or truncated ({_short(exc)})"
+
+
 def read_document(data: bytes, max_pages: int, text_parser: TextParser = "pypdf") -> RawDocument:
     """Text layers by PDFium, guarded by pypdf's structural check (or by pypdf, with PDFium as
     the second parser, with text_parser = "pypdf"); image boxes by PDFium. Runs in the parse
@@ -343,16 +355,8 @@ def read_document(data: bytes, max_pages: int, text_parser: TextParser = "pypdf"
     title, texts, failed = "", list[str](), set[int]()
     try:
         title, texts, failed = extract_pages(data, max_pages)
-    except _Final:
-        raise
-    except BadDocumentError as exc:
-        pypdf_error = exc.message
-    except (MemoryError, RecursionError):
-        raise
     except Exception as exc:  # pypdf raises many types on malformed input
-        if _caused_by(exc, RecursionError):  # pypdf wraps it in PdfReadError
-            raise _Final("the PDF is nested too deeply to read") from None
-        pypdf_error = f"the PDF is broken or truncated ({_short(exc)})"
+        pypdf_error = _pypdf_reason(exc)
     layouts: list[pdfium.PageLayout] | None = None
     document = None
     try:
@@ -411,16 +415,8 @@ def _read_pdfium_first(data: bytes, max_pages: int) -> RawDocument | None:
     pypdf_error = ""
     try:
         reader = check_structure(data, max_pages)
-    except _Final:
-        raise
-    except BadDocumentError as exc:
-        pypdf_error = exc.message
-    except (MemoryError, RecursionError):
-        raise
     except Exception as exc:  # pypdf raises many types on malformed input
-        if _caused_by(exc, RecursionError):  # pypdf wraps it in PdfReadError
-            raise _Final("the PDF is nested too deeply to read") from None
-        pypdf_error = f"the PDF is broken or truncated ({_short(exc)})"
+        pypdf_error = _pypdf_reason(exc)
     read = _read_with_pdfium(data, max_pages)
     if read is None:
         return None
