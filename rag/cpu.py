@@ -68,5 +68,6 @@ def quiet_openmp_threads() -> None:
     its own, so a short spin: four times the speed on free cores, half on badly shared ones.
     (KMP_BLOCKTIME: the same for Intel's OpenMP, which a torch build may use.)
     """
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+    if "OMP_WAIT_POLICY" not in os.environ:  # an explicit policy decides the spinning itself
+        os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     os.environ.setdefault("KMP_BLOCKTIME", "0")

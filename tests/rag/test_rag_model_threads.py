@@ -35,6 +35,14 @@ def test_the_model_process_spins_briefly_even_if_no_embedder_loaded_first(
     assert _model_process_policy() == (None, "1000")
 
 
+def test_an_explicit_wait_policy_gets_no_spin_count_of_ours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # for a machine shared with heavy work
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    assert _model_process_policy() == ("PASSIVE", None)
+
+
 def test_an_explicit_wait_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     monkeypatch.setenv("GOMP_SPINCOUNT", "300000")
