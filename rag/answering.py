@@ -9,23 +9,22 @@ rag.cite; this module puts them in order and times them.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from rag.abstain import AbstentionRules
+from rag.checked_writing import CheckedWriting
 from rag.chunk import split_sentences
-from rag.cite import drop_off_topic_pages, ground_sentences, says_it_does_not_know
 from rag.compose import Part, compose, render_parts
 from rag.embed import Embedder
-from rag.extract import Evidence, covers, rank_evidence
+from rag.extract import Evidence, rank_evidence
 from rag.followup import Standalone, standalone_question
 from rag.generate import Generator
 from rag.normalize import strip_invisible
 from rag.options import EngineOptions
-from rag.prompt import PromptBuilder, sanitize
+from rag.prompt import PromptBuilder
 from rag.sentence_vectors import SentenceVectors
 from rag.storage import Store
 from rag.types import (
@@ -146,13 +145,20 @@ class AnswerPipeline:
             return finish()
 
         built = PromptBuilder(generator, options.prompt).build(question, support, history)
+        # Every draft shows only checked sentences; in hybrid mode the documents' own sentences
+        # are the first draft, before the model has written a word.
+        writing = CheckedWriting(
+            question, passages, page_text, relevance, options.relevance_margin,
+            documents_parts=parts if options.answer_mode == "hybrid" else (),
+        )
         if on_progress:
-            on_progress(AnswerProgress("writing"))
+            on_progress(AnswerProgress("writing", writing.first_draft()))
         generation_started = time.perf_counter()
 
         def stream(text: str) -> None:
-            if on_progress:
-                on_progress(AnswerProgress("writing", text))
+            draft = writing.draft(text)
+            if on_progress and draft:
+                on_progress(AnswerProgress("writing", draft))
 
         result = generator.generate(
             built.prompt,
@@ -166,24 +172,13 @@ class AnswerPipeline:
         timings.first_token = result.first_token_s
         answer.tokens = result.completion_tokens
         answer.prompt_tokens = result.prompt_tokens
-        text, answer.shortened = complete_sentences(
-            as_sentences(sanitize(result.text)), result.finish_reason == "length"
-        )
-        written: list[Part] = []
-        if text and not says_it_does_not_know(text):
-            # A generated sentence is shown only if one passage says all of it: every content
-            # word and number (what small models invent is a name, a number, a claim).
-            grounded = ground_sentences(text, passages, page_text, strict=True)
-            grounded = drop_off_topic_pages(grounded, relevance, options.relevance_margin)
-            written = [Part(g.text, g.citation) for g in grounded if g.citation is not None]
-            if len(written) < len(grounded):
-                answer.shortened = False  # what was cut off is not what is shown
-                logger.info("dropped %d unsupported sentence(s)", len(grounded) - len(written))
-        if options.answer_mode == "hybrid":
-            # The model's checked sentences lead; the documents' sentences it does not already
-            # say follow, so the key fact is there even when the model left it out.
-            said = " ".join(p.text for p in written)
-            written += [p for p in parts if not covers(said, p.text)]
+        # A generated sentence is shown only if one passage says all of it: every content word
+        # and number (what small models invent is a name, a number, a claim). In hybrid mode the
+        # model's checked sentences lead; the documents' sentences it does not already say
+        # follow, so the key fact is there even when the model left it out.
+        written, answer.shortened = writing.final(result.text, result.finish_reason == "length")
+        if writing.dropped:
+            logger.info("dropped %d unsupported sentence(s)", writing.dropped)
         self._use_parts(answer, question, written, collection)
         return finish()
 
@@ -260,34 +255,6 @@ def distinct(citations: Iterable[Citation]) -> list[Citation]:
     for citation in citations:
         seen.setdefault((citation.document, citation.page), citation)
     return list(seen.values())
-
-
-_ENUMERATOR = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
-
-
-def as_sentences(text: str) -> str:
-    """The model's text as plain sentences: list numbers and bullets off each line, and each
-    line ended as a sentence, so "1. Graph anonymization\n2. Author identification" becomes
-    two sentences rather than fragments like "2." that no page supports."""
-    lines = [kept for line in text.splitlines() if (kept := _ENUMERATOR.sub("", line).strip())]
-    # The last line keeps its ending: if generation stopped mid-sentence, it is trimmed later.
-    return " ".join(
-        line if index == len(lines) - 1 or line.endswith((".", "!", "?", ":", ";")) else f"{line}."
-        for index, line in enumerate(lines)
-    )
-
-
-def complete_sentences(text: str, hit_limit: bool) -> tuple[str, bool]:
-    """Drop repeated sentences; if generation hit its limit, trim to the last full sentence."""
-    sentences: list[str] = []
-    for sentence in split_sentences(text.strip()):
-        if sentence not in sentences:
-            sentences.append(sentence)
-    shortened = False
-    if hit_limit and sentences and not sentences[-1].rstrip("\"')]").endswith((".", "!", "?")):
-        sentences.pop()
-        shortened = True
-    return " ".join(sentences), shortened
 
 
 def repeats_itself(text: str) -> bool:

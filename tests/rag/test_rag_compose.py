@@ -207,7 +207,7 @@ def test_strict_grounding_cites_only_a_passage_that_says_all_of_the_sentence() -
 
 
 def test_a_models_numbered_list_becomes_sentences_not_fragments() -> None:
-    from rag.answering import as_sentences
+    from rag.checked_writing import as_sentences
 
     assert as_sentences("1. Graph anonymization\n2) Author identification\n- Location privacy.") \
         == "Graph anonymization. Author identification. Location privacy."

@@ -6,17 +6,20 @@ collection of its own, so tests do not depend on their order.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pdfs
 import pytest
+from scripted_generator import ScriptedGenerator
 
 from config.settings import Settings
+from rag.chunk import split_sentences
+from rag.cite import strictly_supported
 from rag.engine import RagEngine
 from rag.errors import GenerationCancelled, NotFoundError
 from rag.factory import build_engine
@@ -152,17 +155,58 @@ def test_a_question_naming_what_the_documents_never_mention_abstains(guide: Env)
     assert answer.text == "" and answer.tokens == 0
 
 
-def test_progress_streams_searching_then_writing_with_growing_text(guide: Env) -> None:
+_CITED_RUN = re.compile(r"(.+?)\[guide\.pdf p\.(\d)\]", re.DOTALL)
+
+
+def assert_every_sentence_is_supported(env: Env, text: str) -> None:
+    """Each run of text before a page mark says nothing that page does not say."""
+    runs = _CITED_RUN.findall(text)
+    assert runs and "".join(run for run, _ in runs).strip(), text
+    for run, page in runs:
+        stored = env.page_text("guide", "guide.pdf", int(page))
+        assert stored is not None
+        for sentence in split_sentences(run.strip(" -\n")):
+            assert strictly_supported(sentence, stored), (sentence, page)
+
+
+def test_the_documents_sentences_are_the_first_draft_and_every_draft_is_checked(
+    guide: Env,
+) -> None:
     events: list[AnswerProgress] = []
     answer = guide.engine.answer(QUESTION, collection="guide", on_progress=events.append)
     stages = [e.stage for e in events]
     assert stages[0] == "searching"
     assert stages[1:] == ["writing"] * (len(stages) - 1)
+    # Before the model writes a word, the user sees the page's own sentence, cited.
+    assert "ninety minutes" in events[1].partial_text
+    assert "[guide.pdf p.2]" in events[1].partial_text
     partials = [e.partial_text for e in events[1:] if e.partial_text]
-    assert len(partials) >= 3
-    for shorter, longer in pairwise(partials):
-        assert longer.startswith(shorter) and len(longer) > len(shorter)
-    assert answer.text.split()[0] in partials[-1]
+    for draft in partials:
+        assert_every_sentence_is_supported(guide, draft)
+    assert_every_sentence_is_supported(guide, answer.text)
+
+
+def test_a_draft_never_shows_a_sentence_the_check_drops(guide: Env) -> None:
+    reply = (
+        "The ferry to Marrow Island departs every ninety minutes from Pier 7. "
+        "It was built on the moon in 1850 by giants. "
+        "Children under twelve travel free. The crossing takes forty"
+    )
+    scripted = build_engine(guide.settings, generator=lambda: ScriptedGenerator(reply))
+    try:
+        events: list[AnswerProgress] = []
+        answer = scripted.answer(QUESTION, collection="guide", on_progress=events.append)
+    finally:
+        scripted.close()
+    partials = [e.partial_text for e in events if e.partial_text]
+    assert len(partials) >= 3  # the documents' draft, then one per finished sentence
+    assert all("moon" not in draft and "1850" not in draft for draft in partials)
+    assert "moon" not in answer.text and "Children under twelve travel free." in answer.text
+    # A sentence shows once it is finished and checked, never while it is still growing.
+    assert not any("forty" in draft and "forty minutes" not in draft for draft in partials)
+    assert answer.text.startswith("The ferry to Marrow Island departs every ninety minutes")
+    for draft in partials:
+        assert_every_sentence_is_supported(guide, draft)
 
 
 def test_cancel_raises_and_the_engine_still_answers_afterwards(guide: Env) -> None:
@@ -368,17 +412,13 @@ def test_an_answer_that_hits_the_token_limit_is_trimmed_and_marked(guide: Env) -
     )
     short = build_engine(settings)
     try:
-        raw: list[str] = []
-        answer = short.answer(
-            QUESTION, collection="guide", on_progress=lambda e: raw.append(e.partial_text)
-        )
+        answer = short.answer(QUESTION, collection="guide")
     finally:
         short.close()
     assert answer.tokens == 20
     assert answer.shortened
     assert not answer.abstained and answer.text
-    # The model was cut mid-sentence; the answer keeps only complete sentences.
-    assert not raw[-1].rstrip().endswith((".", "!", "?"))
+    # The model was cut mid-sentence (shortened); the answer keeps only complete sentences.
     for sentence in answer.text.split(" [guide.pdf p.2]"):
         assert not sentence.strip() or sentence.strip().endswith((".", "!", "?")), answer.text
     assert ("guide.pdf", 2) in cited_pages(answer)
