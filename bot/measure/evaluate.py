@@ -147,6 +147,9 @@ def summarize(results: Sequence[Scored], k: int) -> dict[str, Any]:
     return summary
 
 
+_LEADING_MARKS = re.compile(r"^((?:\s*\[[^\[\]]+? p\.\d+[^\]]*\])+)")
+
+
 def unsupported_sentences(answer: Any, page_text: Any) -> list[str]:
     """The answer's sentences that the pages they cite do not strictly support (every content
     word and number there). A sentence carrying `[file p.N]` marks is checked against those
@@ -163,9 +166,11 @@ def unsupported_sentences(answer: Any, page_text: Any) -> list[str]:
     for line in answer.text.splitlines():
         sentences: list[str] = []
         for piece in split_statements(line.lstrip("-• ").strip()):
-            if sentences and not marks.sub("", piece).strip():
-                sentences[-1] = f"{sentences[-1]} {piece}"  # its marks end the sentence before
-            else:
+            leading = _LEADING_MARKS.match(piece)
+            if sentences and leading:  # marks that open a piece end the sentence before it
+                sentences[-1] = f"{sentences[-1]} {leading.group(1).strip()}"
+                piece = piece[leading.end():].strip()
+            if piece:
                 sentences.append(piece)
         for sentence in sentences:
             own = {(d.strip(), int(p)) for d, p in marks.findall(sentence)}

@@ -44,6 +44,12 @@ def test_a_sentence_its_cited_page_does_not_support_is_reported() -> None:
     assert unsupported_sentences(wrong_page, page_text) == [
         "The ferry departs every ninety minutes. [guide.pdf p.1]"
     ]
+    # A mark after a question mark belongs to the question, not to the next page's sentence.
+    two_pages = answer("Where does the ferry leave from? [guide.pdf p.2] The harbour office keeps "
+                       "lost property for thirty days. [guide.pdf p.1]", 1, 2)
+    assert unsupported_sentences(two_pages, page_text) == [
+        "Where does the ferry leave from? [guide.pdf p.2]"
+    ]
 
 
 def test_the_summary_counts_unfaithful_answers_among_those_given() -> None:
