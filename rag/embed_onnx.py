@@ -20,7 +20,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import traceback
@@ -300,13 +299,6 @@ def _worst_cosine(vectors: Vectors, reference: Vectors) -> float:
 # --- export (in a child process: torch, sentence-transformers and the ONNX tools load there) --
 
 
-def installed_cache_dir() -> Path:
-    """Where `scripts/setup` exports the packaged model once per install (`python -m
-    rag.embed_onnx`), so a new data dir (every test's, a fresh deployment's) does not export it
-    again: ~20 CPU s and ~1.5 GB of peak memory with torch loaded."""
-    return Path(sys.prefix) / "share" / "folio" / "models"
-
-
 def ensure_exported(model_path: Path, cache_dir: Path, installed: Path | None = None) -> Path:
     """The cache folder of this model's ONNX files: the data dir's, else the install's (same
     key: same model files, recipe and ONNX Runtime), else exported into the data dir's first
@@ -540,7 +532,7 @@ def _run_plain(path: Path, tokenizer: _Tokenizer, texts: Sequence[str]) -> Vecto
 
 def main() -> None:
     """`python -m rag.embed_onnx`: export the packaged model into the install's cache (setup)."""
-    from rag.models import default_embedding_model
+    from rag.models import default_embedding_model, installed_cache_dir
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:

@@ -43,7 +43,10 @@ def engine_options(settings: Settings) -> EngineOptions:
         prompt=PromptLimits(
             max_passages=settings.retrieval.prompt_passages,
             passage_tokens=settings.retrieval.prompt_passage_tokens,
-            answer_tokens=settings.generator.max_answer_tokens,
+            # In hybrid mode the documents' sentences carry the facts; the model writes a lead.
+            answer_tokens=min(settings.generator.max_answer_tokens, settings.generator.lead_tokens)
+            if settings.generator.answer_mode == "hybrid"
+            else settings.generator.max_answer_tokens,
         ),
         parse=ParseLimits(
             max_bytes=int(settings.ingest.max_file_mb * 1_000_000),
@@ -76,7 +79,7 @@ def build_engine(
     generation = settings.generator
 
     def embedder() -> Embedder:
-        from rag.embed_onnx import installed_cache_dir
+        from rag.models import installed_cache_dir
 
         return make_embedder(
             embedding.model_path or default_embedding_model(),
@@ -115,6 +118,8 @@ def build_engine(
             temperature=generation.temperature,
             repeat_penalty=generation.repeat_penalty,
             extra_buffers=generation.extra_buffer_types,
+            weights=generation.weights_to_load,
+            cache_dir=settings.model_cache_dir,
         )
         if generation.isolate:
             from rag.generate_isolated import IsolatedGenerator

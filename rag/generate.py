@@ -20,6 +20,8 @@ from typing import Any, Literal, Protocol, TypedDict
 from config.errors import ConfigError
 from rag.cpu import quiet_openmp_threads
 from rag.errors import GenerationCancelled
+from rag.model_copy import Weights, model_file
+from rag.models import installed_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +166,8 @@ class LlamaCppGenerator:
         repeat_penalty: float,
         extra_buffers: bool = False,
         verbose: bool = False,
+        weights: Weights = "as-is",
+        cache_dir: Path | None = None,
     ) -> None:
         # Before llama.cpp (and its OpenMP runtime) loads: in the model's own process nothing else
         # has set this, and spinning threads cost most of the decode rate on shared cores.
@@ -179,10 +183,13 @@ class LlamaCppGenerator:
                 f"The generation model {model_path} does not exist: set generator.model_path to a "
                 "GGUF file, or leave it empty for the embedded SmolLM2."
             )
+        # In the model's own process: the quantizer is native code too.
+        loaded = model_file(model_path, weights, cache_dir or model_path.parent,
+                            installed_cache_dir())
         try:
             with extra_buffer_types(extra_buffers):
                 self._llm: Any = Llama(
-                    model_path=str(model_path),
+                    model_path=str(loaded),
                     n_ctx=context_tokens,
                     n_threads=threads,
                     n_threads_batch=threads,
@@ -195,6 +202,7 @@ class LlamaCppGenerator:
             ) from exc
         self._formatter = gguf_chat_formatter(self._llm, model_path)
         self._name = model_path.name
+        self.loaded_file = loaded
         self._temperature = temperature
         self._repeat_penalty = repeat_penalty
         self._is_eog = self._end_of_generation_check()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.generate_isolated import describe_exit
+from rag.model_copy import Weights
 
 _BUFFER = re.compile(r"\b([A-Za-z0-9_]+) model buffer size\s*=\s*([0-9.]+) MiB")
 # An extra buffer type shows in the load log as a repack line ("amx repack tensor ..."), as the
@@ -46,6 +47,7 @@ class ModelCheck:
     extra_types: list[str] = field(default_factory=list)  # extra buffer types the load tried
     extra_buffers: bool | None = None  # the loaded model's parameter, read back
     generated: str = ""
+    loaded: str = ""  # the file llama.cpp loaded (the Q8_0 copy, generator.weights)
 
     @property
     def uses_amx(self) -> bool:
@@ -83,10 +85,19 @@ def parse_load_log(log: str) -> tuple[dict[str, float], list[str]]:
 
 
 def check_model(
-    model_path: Path, *, extra_buffers: bool, threads: int, timeout_s: float = 120.0
+    model_path: Path,
+    *,
+    extra_buffers: bool,
+    threads: int,
+    timeout_s: float = 120.0,
+    weights: Weights = "as-is",
+    cache_dir: Path | None = None,
 ) -> ModelCheck:
     """Run the check in a child Python process; a crash or a hang is reported, not raised."""
-    command = [sys.executable, "-m", "rag.model_check", str(model_path), "--threads", str(threads)]
+    command = [sys.executable, "-m", "rag.model_check", str(model_path), "--threads", str(threads),
+               "--weights", weights]
+    if cache_dir is not None:
+        command += ["--cache-dir", str(cache_dir)]
     if extra_buffers:
         command.append("--extra-buffers")
     started = time.perf_counter()
@@ -108,6 +119,7 @@ def check_model(
         reported = report.get("extra_buffers")
         result.extra_buffers = reported if isinstance(reported, bool) else None
         result.generated = str(report.get("generated", ""))
+        result.loaded = str(report.get("loaded", ""))
         result.error = str(report.get("error", ""))
     if done.returncode != 0:
         if done.returncode < 0 or not result.error:  # a signal says more than a half report
@@ -138,6 +150,8 @@ def _child(argv: list[str]) -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--extra-buffers", action="store_true")
+    parser.add_argument("--weights", choices=["as-is", "q8_0"], default="as-is")
+    parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     report: dict[str, object] = {}
     try:
@@ -150,7 +164,9 @@ def _child(argv: list[str]) -> int:
         generator = LlamaCppGenerator(
             args.model, context_tokens=512, threads=args.threads, batch_tokens=512,
             temperature=0.0, repeat_penalty=1.0, extra_buffers=args.extra_buffers, verbose=True,
+            weights=args.weights, cache_dir=args.cache_dir,
         )
+        report["loaded"] = str(generator.loaded_file)
         report["extra_buffers"] = generator.uses_extra_buffers
         prompt = generator.render([{"role": "user", "content": PROMPT}])
         report["generated"] = generator.generate(prompt, max_tokens=8).text

@@ -7,6 +7,7 @@ folder with importlib.util.find_spec. Nothing is ever downloaded from a model hu
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from config.errors import ConfigError
@@ -38,3 +39,10 @@ def default_generation_model() -> Path:
     if not path.is_file():
         raise ConfigError(f"The embedded generation model is missing at {path}: reinstall it.")
     return path
+
+
+def installed_cache_dir() -> Path:
+    """Where `scripts/setup` prepares what the packaged models need once per install (the int8
+    embedder, `python -m rag.embed_onnx`; the generator's Q8_0 copy, `python -m
+    rag.model_copy`), so a new data dir (every test's, a fresh deployment's) does not redo it."""
+    return Path(sys.prefix) / "share" / "folio" / "models"

@@ -54,6 +54,8 @@ def _check_model(settings: Settings) -> ModelCheck | None:
         generation.model_path or default_generation_model(),
         extra_buffers=generation.extra_buffer_types,
         threads=generation.threads,
+        weights=generation.weights_to_load,
+        cache_dir=settings.model_cache_dir,
     )
 
 
@@ -67,7 +69,9 @@ def _print_model_check(check: ModelCheck) -> None:
     print(f"weights: {buffers or 'no buffer lines in the load log'}; extra buffer types "
           f"{setting} (tried: {tried}){amx}")
     if check.passed:
-        print(f"model check: passed, {Path(check.model).name} generated "
+        copy = (f" (loaded as {Path(check.loaded).name})"
+                if check.loaded and Path(check.loaded) != Path(check.model) else "")
+        print(f"model check: passed, {Path(check.model).name}{copy} generated "
               f"{check.generated.strip()[:40]!r} in {check.seconds:.1f}s")
     else:
         print(f"model check: FAILED, {Path(check.model).name}: {check.error}")

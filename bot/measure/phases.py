@@ -110,6 +110,9 @@ def serve_phase(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
     return {
         "ready_s": ready_s,
         "model": model,
+        # what llama.cpp loaded: the file as it is, or its Q8_0 copy (generator.weights)
+        "model_weights": settings.generator.weights_to_load
+        if settings.generator.backend == "local" else None,
         "index_open_ms": index_open_ms,
         "retrieval_ms": retrieval_ms,
         **served,
@@ -169,11 +172,14 @@ class RawLlama:
 
 
 def _raw_worker(conn: Any, settings: Settings) -> None:
-    from rag.models import default_generation_model
+    from rag.model_copy import model_file
+    from rag.models import default_generation_model, installed_cache_dir
     from rag.rawbench import llama_system_info, time_raw_completion
 
     generation = settings.generator
-    model = generation.model_path or default_generation_model()
+    # The file Folio's model process loads (the embedded model's Q8_0 copy by default).
+    model = model_file(generation.model_path or default_generation_model(),
+                       generation.weights_to_load, settings.model_cache_dir, installed_cache_dir())
     options: dict[str, Any] = {
         "context_tokens": generation.context_tokens,
         "threads": generation.threads,

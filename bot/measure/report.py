@@ -181,6 +181,7 @@ def build_report(
         "peak_rss_ingest_mb": ingest["peak_rss_mb"],
         "ready_s": _r(serve["ready_s"]),
         "model": serve["model"],
+        "model_weights": serve.get("model_weights"),
         "embedding_model": ingest["embedding_model"],
         "questions": {
             "retrieval": len(retrieval),
@@ -332,7 +333,10 @@ def format_report(report: dict[str, Any]) -> str:
     width = max(len(label) for label, _ in rows)
     repeats = report.get("repeats", 1)
     lines = [
-        f"folio bench: {report['model']} + {report['embedding_model']} on "
+        f"folio bench: {report['model']}"
+        + (f" (loaded as {report['model_weights']})" if report.get("model_weights") == "q8_0"
+           else "")
+        + f" + {report['embedding_model']} on "
         f"{machine['cores']} cores ({machine['cpu_model']}), load average at start "
         f"{machine.get('load_avg_start')}, end {machine.get('load_avg_end')}",
         f"{questions['retrieval']} questions retrieved, {questions['sequential']} answered one at "

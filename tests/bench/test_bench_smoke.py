@@ -63,6 +63,7 @@ def test_bench_reports_every_figure(
         else:
             assert isinstance(value, int | float) and value > 0, (key, value)
     assert report["ingest_pages"] == 3
+    assert report["model_weights"] == "q8_0"  # the embedded model's copy, as Folio loads it
     assert report["queue_answered"] == 3
     assert report["questions"]["generated"] >= 1
     assert not (tmp_path / "data" / "documents.sqlite").exists()  # a temporary data dir was used

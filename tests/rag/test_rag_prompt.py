@@ -247,3 +247,13 @@ def test_a_question_longer_than_the_window_is_refused_or_clipped() -> None:
     except FolioError:
         return
     assert built.prompt_tokens <= 300
+
+
+@pytest.mark.parametrize(("mode", "budget"), [("hybrid", 64), ("generate", 320)])
+def test_in_hybrid_mode_the_model_writes_a_lead_not_the_whole_answer(mode: str, budget: int) -> None:
+    from bot.app import load_settings
+    from rag.factory import engine_options
+
+    limits = engine_options(load_settings(generator={"answer_mode": mode})).prompt
+    built = PromptBuilder(WordGenerator(10_000), limits).build("Why?", [passage(1, 30)])
+    assert built.answer_budget == budget
