@@ -26,15 +26,17 @@ def cmd_ask(
         raise FolioError(
             f"Nothing is indexed in collection {collection!r} yet: run `folio ingest PATH` first."
         )
-    streamed = [0]
+    printed = [""]
 
     def progress(event: AnswerProgress) -> None:
-        # Stream the answer as it is written (people only; JSON waits for the end).
-        if as_json or event.stage != "writing" or not event.partial_text:
+        # Stream the answer as it is written (people only; JSON waits for the end). A draft that
+        # revises the last one (the model's checked sentence now leads) starts a fresh line.
+        text = event.partial_text
+        if as_json or event.stage != "writing" or not text or text == printed[0]:
             return
-        out.write(event.partial_text[streamed[0]:])
+        out.write(text[len(printed[0]):] if text.startswith(printed[0]) else f"\n{text}")
         out.flush()
-        streamed[0] = len(event.partial_text)
+        printed[0] = text
 
     started = time.perf_counter()
     try:
@@ -46,10 +48,9 @@ def cmd_ask(
         print_json({"question": question, **answer_record(answer, seconds)}, out)
         return 0
     final = render_answer(answer)
-    if streamed[0]:
-        # What streamed was the raw draft; grounding may have dropped unsupported sentences
-        # (or abstained), so the checked answer follows it.
-        out.write("\n\n" + ("" if answer.abstained else "Checked against the documents:\n"))
+    if printed[0]:
+        # What streamed were drafts; the final answer (with its sources) follows them.
+        out.write("\n\n" + ("" if answer.abstained else "Answer:\n"))
     out.write(final + "\n")
     if answer.citations:
         for citation in answer.citations:

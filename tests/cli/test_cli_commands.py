@@ -209,6 +209,23 @@ def test_ask_prints_the_answer_and_its_sources(folio: Folio, indexed: Indexed) -
 
 
 @pytest.mark.slow
+def test_ask_in_hybrid_mode_streams_whole_drafts_then_the_answer(
+    folio: Folio, indexed: Indexed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FOLIO_GENERATOR__ANSWER_MODE", "hybrid")
+    result = folio("--data-dir", str(indexed.data_dir), "ask", QUESTION)
+    assert result.code == 0
+    streamed, _, final = result.out.partition("\n\nAnswer:\n")
+    assert final, result.out
+    # Each streamed line is a whole, cited draft (a revised draft starts a line of its own),
+    # never the tail of one text glued to another.
+    lines = [line for line in streamed.splitlines() if line.strip()]
+    assert lines and all(line.rstrip().endswith("[guide.pdf p.2]") for line in lines), streamed
+    assert "ninety minutes" in lines[0]
+    assert "Sources: [guide.pdf p.2]" in final
+
+
+@pytest.mark.slow
 def test_a_mixed_ingest_exits_1_but_keeps_the_good_file(folio: Folio, indexed: Indexed) -> None:
     good = indexed.data_dir.parent / "timetable.pdf"
     good.write_bytes(pdfs.make_pdf(["The night boat leaves the harbour at eleven every day."]))
