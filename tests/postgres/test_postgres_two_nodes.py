@@ -64,7 +64,8 @@ def in_thread(fake: FakeSlack, ts: str) -> list[Message]:
 
 
 def answered(message: Message) -> bool:
-    return "harbour.pdf p." in message.text
+    """A final reply: it names its pages and is not a draft (a draft, cited too, ends in "…")."""
+    return "harbour.pdf p." in message.text and not message.text.rstrip().endswith("…")
 
 
 async def start_node(data: Path, env: dict[str, str]) -> asyncio.subprocess.Process:

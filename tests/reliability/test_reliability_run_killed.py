@@ -74,8 +74,9 @@ def in_thread(fake: FakeSlack, ts: str) -> list[Message]:
 
 
 def answered(message: Message) -> bool:
-    """A final reply: it names its pages (as sources, or as the closest pages)."""
-    return "harbour.pdf p." in message.text
+    """A final reply: it names its pages (as sources, or as the closest pages) and is not a
+    draft (drafts carry their checked sentences' pages too, and end in "…")."""
+    return "harbour.pdf p." in message.text and not message.text.rstrip().endswith("…")
 
 
 async def test_folio_run_killed_mid_answer_answers_once_after_restart(
@@ -100,11 +101,11 @@ async def test_folio_run_killed_mid_answer_answers_once_after_restart(
         await fake.wait_for(lambda: fake.ws_connections >= 1, within=120)  # models load first
         ack = await fake.wait_ack(await fake.send_envelope("events_api", event))
         assert ack["envelope_id"]
-        # Mid-answer: the draft is streaming into the thread (edited at least twice) and has no
-        # citations yet.
+        # Mid-answer: a draft is in the thread ("Queued…" edited into it) while the model writes.
         streaming = await fake.wait_for(
             lambda: next(
-                (m for m in in_thread(fake, mention["ts"]) if m.edits >= 2 and not answered(m)),
+                (m for m in in_thread(fake, mention["ts"])
+                 if m.edits >= 1 and not m.text.startswith("Queued") and not answered(m)),
                 None,
             ),
             within=120,
