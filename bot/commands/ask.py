@@ -48,7 +48,10 @@ def cmd_ask(
         print_json({"question": question, **answer_record(answer, seconds)}, out)
         return 0
     final = render_answer(answer)
-    if printed[0]:
+    if printed[0] and printed[0] == answer.text and final.startswith(answer.text):
+        final = final[len(answer.text):].lstrip("\n")  # the last draft was the answer
+        out.write("\n\n")
+    elif printed[0]:
         # What streamed were drafts; the final answer (with its sources) follows them.
         out.write("\n\n" + ("" if answer.abstained else "Answer:\n"))
     out.write(final + "\n")
