@@ -209,16 +209,21 @@ async def test_a_second_user_cannot_see_the_first_users_history(
 
     # The queue page, with a few of the second user's questions waiting: an admin (everyone
     # on a loopback page without an admin token) cancels the last one from the page.
-    # (Questions the guide answers, so each one takes a model call and the queue holds them.)
+    # (Questions the guide answers, so each one takes a model call and the queue holds them;
+    # one to three seconds each on two cores, so six keep some waiting while the page loads.)
+    asked = [
+        "Where are the ferry tickets sold?",
+        "How far away can the lighthouse lamp be seen?",
+        "When does the keeper put the lamp out?",
+        "Which pier do the island ferries leave from?",
+        "When does the lighthouse keeper light the lamp?",
+        "What services does the harbour of Port Averly have?",
+    ]
     await theirs.evaluate("""(questions) => { window.__asks = questions.map((q) => fetch(
         '/api/ask', {method: 'POST',
         headers: {'Content-Type': 'application/json',
                   'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content},
-        body: JSON.stringify({question: q})}).then((r) => r.json())); }""", [
-        "Where are the ferry tickets sold?",
-        "How far away can the lighthouse lamp be seen?",
-        "When does the keeper put the lamp out?",
-    ])
+        body: JSON.stringify({question: q})}).then((r) => r.json())); }""", asked)
     errors: list[str] = []
     mine.on("pageerror", lambda error: errors.append(str(error)))
     await mine.goto(site["url"] + "queue")
@@ -234,6 +239,6 @@ async def test_a_second_user_cannot_see_the_first_users_history(
     await last.locator("button.danger").click()
     results = await theirs.evaluate("Promise.all(window.__asks)")
     assert [r.get("error") for r in results].count("Cancelled.") == 1, results
-    assert sum(1 for r in results if "answer" in r) == 2, results
+    assert sum(1 for r in results if "answer" in r) == len(asked) - 1, results
     await first.close()
     await second.close()
