@@ -184,8 +184,7 @@ class LlamaCppGenerator:
                 "GGUF file, or leave it empty for the embedded SmolLM2."
             )
         # In the model's own process: the quantizer is native code too.
-        loaded = model_file(model_path, weights, cache_dir or model_path.parent,
-                            installed_cache_dir())
+        loaded = model_file(model_path, weights, cache_dir or installed_cache_dir())
         try:
             with extra_buffer_types(extra_buffers):
                 self._llm: Any = Llama(

@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 from rag.generate_isolated import describe_exit
 from rag.model_copy import Weights
@@ -150,7 +151,7 @@ def _child(argv: list[str]) -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--extra-buffers", action="store_true")
-    parser.add_argument("--weights", choices=["as-is", "q8_0"], default="as-is")
+    parser.add_argument("--weights", choices=get_args(Weights), default="as-is")
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     report: dict[str, object] = {}

@@ -36,16 +36,17 @@ def copy_path(source: Path, cache_dir: Path) -> Path:
     return cache_dir / f"{source.stem}.{stat.st_size}-{stat.st_mtime_ns}.q8_0.gguf"
 
 
-def model_file(
-    source: Path, weights: Weights, cache_dir: Path, installed: Path | None = None
-) -> Path:
+def model_file(source: Path, weights: Weights, cache_dir: Path) -> Path:
     """The file to load: `source`, or its Q8_0 copy: the install's (made by scripts/setup),
-    else the data dir's (made now if missing). A copy that cannot be made costs speed, not the
-    answer: `source` is loaded, with a log line."""
+    else the one in `cache_dir` (made now if missing). A copy that cannot be made costs speed,
+    not the answer: `source` is loaded, with a log line."""
+    from rag.models import installed_cache_dir
+
     if weights == "as-is":
         return source
-    if installed is not None and copy_path(source, installed).is_file():
-        return copy_path(source, installed)
+    installed = copy_path(source, installed_cache_dir())
+    if installed.is_file():
+        return installed
     try:
         return q8_copy(source, cache_dir)
     except Exception as exc:  # disk full, read-only cache, a quantizer error

@@ -173,13 +173,13 @@ class RawLlama:
 
 def _raw_worker(conn: Any, settings: Settings) -> None:
     from rag.model_copy import model_file
-    from rag.models import default_generation_model, installed_cache_dir
+    from rag.models import default_generation_model
     from rag.rawbench import llama_system_info, time_raw_completion
 
     generation = settings.generator
     # The file Folio's model process loads (the embedded model's Q8_0 copy by default).
     model = model_file(generation.model_path or default_generation_model(),
-                       generation.weights_to_load, settings.model_cache_dir, installed_cache_dir())
+                       generation.weights_to_load, settings.model_cache_dir)
     options: dict[str, Any] = {
         "context_tokens": generation.context_tokens,
         "threads": generation.threads,

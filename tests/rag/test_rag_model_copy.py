@@ -18,6 +18,15 @@ pytestmark = pytest.mark.slow
 Q8_0 = 7  # llama.cpp's LLAMA_FTYPE_MOSTLY_Q8_0, as general.file_type in the GGUF
 
 
+@pytest.fixture(autouse=True)
+def no_installed_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An install without the copy scripts/setup makes, so each test sees its own cache."""
+    installed = tmp_path / "install"
+    installed.mkdir()
+    monkeypatch.setattr("rag.models.installed_cache_dir", lambda: installed)
+    return installed
+
+
 def file_type(path: Path) -> int:
     import llama_cpp
 
@@ -33,17 +42,17 @@ def test_the_copy_is_q8_0_made_once_and_reused(tmp_path: Path) -> None:
     made = first.stat().st_mtime_ns
     assert model_file(source, "q8_0", tmp_path) == first
     assert first.stat().st_mtime_ns == made  # not made again
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no partial file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, "install"]  # no .part
 
 
-def test_as_is_loads_the_file_itself_and_an_installed_copy_is_preferred(tmp_path: Path) -> None:
+def test_as_is_loads_the_file_itself_and_an_installed_copy_is_preferred(
+    tmp_path: Path, no_installed_copy: Path
+) -> None:
     source = default_generation_model()
     assert model_file(source, "as-is", tmp_path) == source
-    installed = tmp_path / "install"
-    installed.mkdir()
-    prepared = copy_path(source, installed)
+    prepared = copy_path(source, no_installed_copy)
     prepared.write_bytes(b"stand-in for the copy scripts/setup makes")
-    assert model_file(source, "q8_0", tmp_path / "data", installed) == prepared
+    assert model_file(source, "q8_0", tmp_path / "data") == prepared
     assert not (tmp_path / "data").exists()
 
 
@@ -81,13 +90,8 @@ def test_the_generator_loads_the_copy_and_answers(tmp_path: Path) -> None:
         default_generation_model(), context_tokens=512, threads=1, batch_tokens=512,
         temperature=0.0, repeat_penalty=1.0, weights="q8_0", cache_dir=tmp_path,
     )
-    assert generator.loaded_file.parent in (tmp_path, *default_cache_dirs())
+    assert generator.loaded_file.parent == tmp_path
     assert generator.name == default_generation_model().name
     prompt = generator.render([{"role": "user", "content": "Say hello."}])
     assert generator.generate(prompt, max_tokens=8).text.strip()
 
-
-def default_cache_dirs() -> tuple[Path, ...]:
-    from rag.models import installed_cache_dir
-
-    return (installed_cache_dir(),)
