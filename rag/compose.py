@@ -6,8 +6,10 @@ from the ranked evidence sentences (rag.extract): the best one leads, then sente
 something new (not a near-repeat of one already chosen), from pages that answer the question
 about as well as the best page does. A list question gets one item per line, each with its page;
 a why/how question gets the sentences that give the reason or the steps; a lookup leads with the
-sentence that holds the fact. Every sentence is quoted verbatim, so each is supported by the page
-it cites by construction; its quote is still checked against the stored page text.
+sentence that holds the fact. A statement that announces a list ("... only for:", "two attacks")
+brings the items after it, and a piece of a sentence (chunks overlap by words) is quoted whole.
+Every sentence is quoted verbatim, so each is supported by the page it cites by construction;
+its quote is still checked against the stored page text.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rag.cite import content_words
-from rag.extract import Evidence
+from rag.extract import MAX_SENTENCE_WORDS, Evidence
 from rag.normalize import normalize_for_match
+from rag.statements import split_statements, whole_statement
 from rag.types import Citation
 
 QuestionKind = Literal["list", "why", "lookup"]
@@ -50,6 +53,19 @@ _REFERS_BACK = re.compile(
     r"^(?:\(?\w{1,3}[.)]\s+)?(?:this|these|that|those|it|its|they|their|such|in (?:this|that) "
     r"(?:case|way)|however|therefore|thus|hence|as a result|for this reason|otherwise|then|"
     r"also|instead)\b",
+    re.IGNORECASE,
+)
+
+
+# A statement that announces the items after it: a lead-in ("... only for:", "... for the
+# following: (1) TDY ...") followed by enumerated items, or a count ("introduces two simple
+# attacks ...") followed by ordinal sentences that start at the first ("The first attack is ...").
+_LEAD_IN = re.compile(r":$|:\s+\(?(?:\d{1,2}|[A-Za-z])[.)]\s|\bfollowing\b", re.IGNORECASE)
+_ENUMERATED = re.compile(r"^\(?(?:\d{1,2}|[A-Za-z])[.)]\s")
+_COUNT = re.compile(r"\b(?:two|three|four|five|six|several)\b", re.IGNORECASE)
+_FIRST = re.compile(r"^(?:the |in the |a )?first\b", re.IGNORECASE)
+_ORDINAL = re.compile(
+    r"^(?:the |in the |a )?(?:second|third|fourth|fifth|sixth|next|last|another|finally|lastly)\b",
     re.IGNORECASE,
 )
 
@@ -153,11 +169,57 @@ def choose_evidence(
             continue
         words = content_words(item.sentence)
         if words and any(len(words & earlier) / len(words) >= limits.redundancy
-                         for earlier in said):
+                         and not _items_of_one_list(item, other)
+                         for earlier, other in zip(said, chosen, strict=True)):
             continue
         chosen.append(item)
         said.append(words)
-    return _with_antecedents(chosen)
+    return _with_items(_with_antecedents(chosen), limits.list_items)
+
+
+def _items_of_one_list(item: Evidence, other: Evidence) -> bool:
+    """Whether both are enumerated items on one page ("A. Under Non-Patent Rights: ...",
+    "B. Under Patent Rights: ..."): parallel items share most words but each says its own."""
+    return (item.passage.document, item.passage.page) == (
+        other.passage.document, other.passage.page) and bool(
+        _ENUMERATED.match(item.sentence) and _ENUMERATED.match(other.sentence))
+
+
+def _with_items(chosen: Sequence[Evidence], most: int) -> list[Evidence]:
+    """Each chosen statement that announces a list is followed by the items after it in its
+    passage (up to `most` in all): the lead-in alone names none of them."""
+    quoted = {item.sentence for item in chosen}
+    expanded: list[Evidence] = []
+    room = most
+    for item in chosen:
+        expanded.append(item)
+        for following in _announced_items(item):
+            if room <= 0 or following in quoted:
+                break
+            expanded.append(Evidence(item.passage, following, item.score))
+            quoted.add(following)
+            room -= 1
+    return expanded
+
+
+def _announced_items(item: Evidence) -> list[str]:
+    """The items that follow a statement announcing them in its passage, if it does."""
+    lead_in = bool(_LEAD_IN.search(item.sentence.rstrip()))
+    if not lead_in and not _COUNT.search(item.sentence):
+        return []
+    statements = split_statements(item.passage.text, MAX_SENTENCE_WORDS)
+    if item.sentence not in statements:
+        return []
+    items: list[str] = []
+    for following in statements[statements.index(item.sentence) + 1:]:
+        if lead_in:
+            opens_an_item = _ENUMERATED.match(following)
+        else:  # the first, then the second, third ... or "another", "finally"
+            opens_an_item = (_ORDINAL if items else _FIRST).match(following)
+        if not opens_an_item:
+            break
+        items.append(following)
+    return items
 
 
 def _with_antecedents(chosen: Sequence[Evidence]) -> list[Evidence]:
@@ -183,13 +245,16 @@ def compose(
     `query` is what was searched for (a follow-up's standalone question), if not `question`."""
     kind = question_kind(question)
     parts = []
+    quoted: set[str] = set()
     for item in choose_evidence(evidence, kind, limits, content_words(query or question)):
         stored = page_text(item.passage.document, item.passage.page)
         if stored is None or normalize_for_match(item.sentence) not in normalize_for_match(stored):
             continue
-        text = display_text(item.sentence)
-        if text:
-            quote = " ".join(item.sentence.split()[:25])
+        sentence = whole_statement(item.sentence, stored, MAX_SENTENCE_WORDS)
+        text = display_text(sentence)
+        if text and sentence not in quoted:
+            quoted.add(sentence)
+            quote = " ".join(sentence.split()[:25])
             parts.append(Part(text, Citation(item.passage.document, item.passage.page, quote)))
     return parts
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 import re
 
 from rag.chunk import split_sentences
+from rag.normalize import normalize_for_match
 
 # An enumerator ("1.", "b.", "B.", "(2)") at the end or the start of a sentence.
 _TRAILING_ENUMERATOR = re.compile(r"\s+(\(?(?:\d{1,2}|[A-Za-z])[.)])$")
 _LEADING_ENUMERATOR = re.compile(r"^(\(?(?:\d{1,2}|[A-Za-z])[.)])\s")
 _LONE_ENUMERATOR = re.compile(r"^\(?(?:\d{1,2}|[A-Za-z])[.)]$")
+# Authors cited by name: "et al." ends no sentence when a reference number follows it.
+_ET_AL = re.compile(r"\bet al\.$")
+_OPENING_REFERENCE = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")
 # An enumerated item this short is a list entry ("2. Distribution"), not a statement of its own.
 LIST_ITEM_WORDS = 6
 
@@ -25,7 +29,7 @@ LIST_ITEM_WORDS = 6
 def split_statements(text: str, max_words: int | None = None) -> list[str]:
     """The passage's statements in reading order (see the module docstring), none longer than
     `max_words` words if that is given."""
-    statements = _join_list_items(_move_enumerators(split_sentences(text)))
+    statements = _join_list_items(_move_enumerators(_join_after_names(split_sentences(text))))
     if max_words is None:
         return statements
     pieces = []
@@ -34,6 +38,18 @@ def split_statements(text: str, max_words: int | None = None) -> list[str]:
         for start in range(0, len(words), max_words):
             pieces.append(" ".join(words[start : start + max_words]))
     return pieces
+
+
+def _join_after_names(sentences: list[str]) -> list[str]:
+    """A sentence split after "et al." before a reference number ("Kamble et al. [59]
+    implemented ...") joined again: the split would leave a subjectless "[59] implemented ..."."""
+    joined: list[str] = []
+    for sentence in sentences:
+        if joined and _ET_AL.search(joined[-1]) and _OPENING_REFERENCE.match(sentence):
+            joined[-1] = f"{joined[-1]} {sentence}"
+        else:
+            joined.append(sentence)
+    return joined
 
 
 def _move_enumerators(sentences: list[str]) -> list[str]:
@@ -100,3 +116,20 @@ def _join_list_items(sentences: list[str]) -> list[str]:
         list_style = ""
         joined.append(sentence)
     return joined
+
+
+def whole_statement(fragment: str, page_text: str, max_words: int) -> str:
+    """The statement of the page that `fragment` is part of, if it is at most `max_words`
+    words; else `fragment`. Chunks overlap by words, not sentences, so a passage can open or
+    close inside a sentence ("be retained for a period of 10 years."): quoted alone, such a
+    piece has lost its subject or its end."""
+    wanted = normalize_for_match(fragment)
+    for statement in split_statements(page_text):
+        if wanted in normalize_for_match(statement):
+            if len(statement.split()) > max_words:
+                return fragment
+            numbered = _LEADING_ENUMERATOR.match(statement)
+            if numbered and not _LEADING_ENUMERATOR.match(fragment):
+                statement = statement[numbered.end():]  # "a." opens the item, not the quote
+            return statement
+    return fragment

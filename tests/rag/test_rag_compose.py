@@ -214,3 +214,77 @@ def test_a_models_numbered_list_becomes_sentences_not_fragments() -> None:
     assert as_sentences("1. Graph anonymization\n2. Author identifi") == \
         "Graph anonymization. Author identifi"  # a cut-off last line stays cut, to be trimmed
     assert as_sentences("One sentence. Another one!\n\n") == "One sentence. Another one!"
+
+
+def _from(text: str, sentence: str, score: float, page: int = 45) -> Evidence:
+    return Evidence(Passage(chunk_id=page, document="handbook.pdf", page=page, text=text,
+                            score=1.0, dense_score=0.6, keyword_rank=None), sentence, score)
+
+
+STORAGE = ("The second 90 days of storage may be approved only for: a. Illness of the member. "
+           "b. Serious illness or death of a dependent of the member. c. Directed travel after "
+           "arrival at the new duty station. d. Awaiting completion of a residence under "
+           "construction. Storage beyond that needs approval from headquarters.")
+
+
+def test_a_lead_in_brings_the_items_it_announces() -> None:
+    lead_in = "The second 90 days of storage may be approved only for: a. Illness of the member."
+    chosen = choose_evidence([_from(STORAGE, lead_in, 1.9)], "list",
+                             CompositionLimits(list_items=4))
+    assert [e.sentence for e in chosen] == [
+        lead_in,
+        "b. Serious illness or death of a dependent of the member.",
+        "c. Directed travel after arrival at the new duty station.",
+        "d. Awaiting completion of a residence under construction.",
+    ]  # and not the unnumbered statement after the list
+    assert len(choose_evidence([_from(STORAGE, lead_in, 1.9)], "list",
+                               CompositionLimits(list_items=2))) == 3
+
+
+def test_a_count_brings_the_ordinal_sentences_that_start_at_the_first() -> None:
+    text = ("Machanavajjhala et al. introduce two simple attacks which defeat k-anonymity. The "
+            "first attack is the homogeneity attack, where values in a class lack diversity. "
+            "In the second attack the adversary uses background knowledge about a user. "
+            "Differential privacy was proposed later.")
+    announced = "Machanavajjhala et al. introduce two simple attacks which defeat k-anonymity."
+    chosen = choose_evidence([_from(text, announced, 2.3)], "list", CompositionLimits())
+    assert [e.sentence.split()[:3] for e in chosen] == [
+        ["Machanavajjhala", "et", "al."], ["The", "first", "attack"], ["In", "the", "second"]]
+    # A number in passing is no announcement: "two annotators" is followed by a later phase.
+    text = ("Posts are labelled by at least two annotators in this phase. In the third phase a "
+            "model is fine-tuned on them.")
+    passing = "Posts are labelled by at least two annotators in this phase."
+    assert [e.sentence for e in choose_evidence([_from(text, passing, 1.5)], "lookup",
+                                                CompositionLimits())] == [passing]
+
+
+def test_parallel_items_of_one_list_are_not_near_repeats() -> None:
+    text = ("A. Under the licence: each contributor grants a royalty-free licence to: 1. Use "
+            "2. Copy B. Under the patents: each contributor grants a royalty-free licence to: "
+            "1. Use 2. Sell")
+    first = "A. Under the licence: each contributor grants a royalty-free licence to: 1. Use 2. Copy"
+    second = "B. Under the patents: each contributor grants a royalty-free licence to: 1. Use 2. Sell"
+    unnumbered = "Under the patents: each contributor grants a royalty-free licence to use and sell"
+    limits = CompositionLimits(redundancy=0.6)
+    assert [e.sentence for e in choose_evidence(
+        [_from(text, first, 1.6), _from(text, second, 1.5)], "list", limits)] == [first, second]
+    # The same overlap without the list's enumerators is a near-repeat.
+    text = f"{first} {unnumbered}."
+    assert [e.sentence for e in choose_evidence(
+        [_from(text, first, 1.6), _from(text, unnumbered, 1.5)], "list", limits)] == [first]
+
+
+def test_a_passage_that_opens_inside_a_sentence_is_quoted_from_the_sentence_start() -> None:
+    stored = {("handbook.pdf", 24): "Retention. Records of every move will be retained for a "
+              "period of 10 years. This includes bills of lading and invoices."}
+    # The chunk starts inside the first sentence; its tail and the whole sentence are one quote.
+    chunk = "be retained for a period of 10 years. This includes bills of lading and invoices."
+    evidence = [_from(chunk, "be retained for a period of 10 years.", 1.5, page=24),
+                _from(chunk, "This includes bills of lading and invoices.", 1.4, page=24)]
+    parts = compose("How long are records kept?", evidence,
+                    lambda document, page: stored.get((document, page)), CompositionLimits())
+    assert [p.text for p in parts] == [
+        "Records of every move will be retained for a period of 10 years.",
+        "This includes bills of lading and invoices.",
+    ]
+    assert parts[0].citation.quote.startswith("Records of every move")

@@ -3,7 +3,7 @@ enumerator goes with the item it opens, and an over-long run loses nothing."""
 
 from __future__ import annotations
 
-from rag.statements import split_statements
+from rag.statements import split_statements, whole_statement
 
 GRANTS = (
     "A. Under the licence: each contributor grants a licence for the following activities: "
@@ -52,3 +52,29 @@ def test_an_over_long_run_is_cut_into_pieces_without_losing_its_tail() -> None:
     pieces = split_statements(f"{cells}.", 50)
     assert [len(piece.split()) for piece in pieces] == [50, 50, 30]
     assert " ".join(pieces) == f"{cells}."
+
+
+def test_et_al_before_a_reference_number_ends_no_sentence() -> None:
+    text = ("Tracking is hard. Kamble et al. [59] implemented a tracker on a GPU. "
+            "Smith et al. reported more. [12] gives the rest.")
+    assert split_statements(text) == [
+        "Tracking is hard.",
+        "Kamble et al. [59] implemented a tracker on a GPU.",
+        "Smith et al. reported more.",
+        "[12] gives the rest.",
+    ]
+
+
+def test_a_piece_of_a_sentence_is_completed_from_the_page() -> None:
+    page = ("Records are kept as follows: a. All records of a move will be retained for a period "
+            "of 10 years. b. Copies go to the central office.")
+    # A chunk that starts inside item a. holds only its tail.
+    assert whole_statement("be retained for a period of 10 years.", page, 80) == (
+        "All records of a move will be retained for a period of 10 years.")
+    # An enumerator the piece itself carries stays.
+    assert whole_statement("b. Copies go to the central office.", page, 80) == (
+        "b. Copies go to the central office.")
+    # A statement too long to quote, or text the page does not hold, leaves the piece as it is.
+    assert whole_statement("be retained for a period of 10 years.", page, 8) == (
+        "be retained for a period of 10 years.")
+    assert whole_statement("kept for ever.", page, 80) == "kept for ever."
