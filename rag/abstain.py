@@ -51,6 +51,8 @@ class AbstentionRules:
                 continue  # multi-part terms and numbers are matched loosely; don't judge them
             if term in _CONTRACTIONS or any(form in vocabulary for form in word_forms(term)):
                 continue
+            if _common_compound(term, question, vocabulary):
+                continue  # "cutoff" where the documents say "threshold" is no unknown name
             if not self.mentions(collection, term, None, passages):
                 unknown.append(term)
         return unknown
@@ -97,6 +99,19 @@ class AbstentionRules:
                 if not self.mentions(collection, term, documents, passages):
                     missing.append(term)
         return missing
+
+
+def _common_compound(term: str, question: str, vocabulary: frozenset[str]) -> bool:
+    """Whether `term` is written in lower case in the question and is two common words run
+    together ("cutoff", "offsite"): an everyday compound, not a name. "FedRAMP" is a name."""
+    written = [w for w in re.findall(r"[\w'’-]+", question) if w.lower().startswith(term)]
+    if not written or any(ch.isupper() for w in written for ch in w):
+        return False
+    root = word_root(term)
+    return any(
+        root[:cut] in vocabulary and any(form in vocabulary for form in word_forms(root[cut:]))
+        for cut in range(3, len(root) - 2)
+    )
 
 
 def vocabulary_of(embedder: Embedder) -> frozenset[str]:

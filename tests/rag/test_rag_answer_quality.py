@@ -271,3 +271,16 @@ def test_a_name_the_answering_documents_never_mention_is_reported(
     assert rules.names_missing_from("Were English ferries counted?", ferries, "papers") == []
     assert rules.names_missing_from("Bay ferries?", ferries, "papers") == []
     assert rules.names_missing_from(question, [], "papers") == []
+
+
+def test_a_lower_case_compound_of_common_words_is_no_unknown_name(store: DocumentStore) -> None:
+    vocabulary = frozenset(
+        "cut off site fed ramp length well use did they vendors need approval paper cited".split())
+    rules = AbstentionRules(store, lambda: vocabulary)
+    # The ferries paper says "threshold", not "cutoff": an everyday word, so not a reason to
+    # decline; but a name nobody wrote down is, and so is the same compound written as a name.
+    assert rules.unknown_terms("was there a length cutoff as well?", "papers") == []
+    assert rules.unknown_terms("which cutoffs did they use?", "papers") == []
+    assert rules.unknown_terms("do vendors need FedRAMP approval?", "papers") == ["fedramp"]
+    assert rules.unknown_terms("was the Cutoff paper cited?", "papers") == ["cutoff"]
+    assert rules.unknown_terms("did they use mturk?", "papers") == ["mturk"]
