@@ -7,7 +7,8 @@ something new (not a near-repeat of one already chosen), from pages that answer 
 about as well as the best page does. A list question gets one item per line, each with its page;
 a why/how question gets the sentences that give the reason or the steps; a lookup leads with the
 sentence that holds the fact. A statement that announces a list ("... only for:", "two attacks")
-brings the items after it, and a piece of a sentence (chunks overlap by words) is quoted whole.
+brings the items after it, a piece of a sentence (chunks overlap by words) is quoted whole, and
+a running header or footer (rag.running_text) is left out.
 Every sentence is quoted verbatim, so each is supported by the page it cites by construction;
 its quote is still checked against the stored page text.
 """
@@ -22,6 +23,7 @@ from typing import Literal
 from rag.cite import content_words
 from rag.extract import MAX_SENTENCE_WORDS, Evidence
 from rag.normalize import normalize_for_match
+from rag.running_text import RunningText
 from rag.statements import split_statements, whole_statement
 from rag.types import Citation
 
@@ -246,16 +248,19 @@ def compose(
     kind = question_kind(question)
     parts = []
     quoted: set[str] = set()
+    running = RunningText(page_text)
     for item in choose_evidence(evidence, kind, limits, content_words(query or question)):
-        stored = page_text(item.passage.document, item.passage.page)
+        document, page = item.passage.document, item.passage.page
+        stored = page_text(document, page)
         if stored is None or normalize_for_match(item.sentence) not in normalize_for_match(stored):
             continue
-        sentence = whole_statement(item.sentence, stored, MAX_SENTENCE_WORDS)
+        sentence = running.strip(whole_statement(item.sentence, stored, MAX_SENTENCE_WORDS),
+                                 document, page)
         text = display_text(sentence)
         if text and sentence not in quoted:
             quoted.add(sentence)
             quote = " ".join(sentence.split()[:25])
-            parts.append(Part(text, Citation(item.passage.document, item.passage.page, quote)))
+            parts.append(Part(text, Citation(document, page, quote)))
     return parts
 
 
