@@ -48,7 +48,7 @@ _TAG = re.compile(r"</?[A-Za-z][^<>]{0,80}>")
 _REFERENCE = re.compile(r"\s?\[\d+(?:\s*[,–-]\s*\d+)*\]")
 # The next item's enumerator ("b.", "(2)") that sentence splitting leaves at the end of a list
 # item: it belongs to text that is not shown. A number with a full stop ("is 5.") is a fact.
-_TRAILING_ENUMERATOR = re.compile(r"(?<=[.;:])\s+(?:[a-h]\.|\([a-z0-9]{1,2}\))$")
+_TRAILING_ENUMERATOR = re.compile(r"(?<=[.;:])\s+(?:[a-z]\.|[ivx]{2,4}\.|\([a-z0-9ivx]{1,3}\))$")
 # A sentence that opens by pointing back ("In this case, two instructions are removed...")
 # means little without the one before it, which usually states the reason or the subject.
 _REFERS_BACK = re.compile(
@@ -144,6 +144,7 @@ def choose_evidence(
     kind: QuestionKind,
     limits: CompositionLimits,
     question_words: Set[str] = frozenset(),
+    page_text: Callable[[str, int], str | None] | None = None,
 ) -> list[Evidence]:
     """The best sentence of the best page first, then the next best sentences that score close
     to the best, stand on a page nearly as good as the best page, and are not near-repeats of a
@@ -176,7 +177,7 @@ def choose_evidence(
             continue
         chosen.append(item)
         said.append(words)
-    return _with_items(_with_antecedents(chosen), limits.list_items)
+    return _with_items(_with_antecedents(chosen), limits.list_items, page_text)
 
 
 def _items_of_one_list(item: Evidence, other: Evidence) -> bool:
@@ -187,33 +188,39 @@ def _items_of_one_list(item: Evidence, other: Evidence) -> bool:
         _ENUMERATED.match(item.sentence) and _ENUMERATED.match(other.sentence))
 
 
-def _with_items(chosen: Sequence[Evidence], most: int) -> list[Evidence]:
-    """Each chosen statement that announces a list is followed by the items after it in its
-    passage (up to `most` in all): the lead-in alone names none of them."""
-    quoted = {item.sentence for item in chosen}
-    expanded: list[Evidence] = []
-    room = most
-    for item in chosen:
-        expanded.append(item)
-        for following in _announced_items(item):
-            if room <= 0 or following in quoted:
-                break
-            expanded.append(Evidence(item.passage, following, item.score))
-            quoted.add(following)
-            room -= 1
-    return expanded
+def _with_items(
+    chosen: Sequence[Evidence], most: int, page_text: Callable[[str, int], str | None] | None
+) -> list[Evidence]:
+    """The first chosen statement that announces a list is followed by the items after it on
+    its page (at most `most`): the lead-in alone names none of them. The items take the places
+    of the lower-ranked statements, so the answer grows only if the list is longer."""
+    for index, item in enumerate(chosen):
+        page = page_text(item.passage.document, item.passage.page) if page_text else None
+        before = {e.sentence for e in chosen[: index + 1]}
+        items = [following for following in _announced_items(item, page or item.passage.text)
+                 if following not in before][:most]
+        if items:
+            expanded = [*chosen[: index + 1],
+                        *(Evidence(item.passage, following, item.score) for following in items)]
+            # An item chosen on its own moves up into its list rather than standing twice.
+            rest = [e for e in chosen[index + 1:] if e.sentence not in items]
+            return expanded + rest[: max(0, len(chosen) - len(expanded))]
+    return list(chosen)
 
 
-def _announced_items(item: Evidence) -> list[str]:
-    """The items that follow a statement announcing them in its passage, if it does."""
+def _announced_items(item: Evidence, text: str) -> list[str]:
+    """The items that follow a statement announcing them in `text` (its page or passage; the
+    items may be in the next chunk), if it announces any."""
     lead_in = bool(_LEAD_IN.search(item.sentence.rstrip()))
     if not lead_in and not _COUNT.search(item.sentence):
         return []
-    statements = split_statements(item.passage.text, MAX_SENTENCE_WORDS)
-    if item.sentence not in statements:
+    statements = split_statements(text, MAX_SENTENCE_WORDS)
+    wanted = normalize_for_match(item.sentence)
+    at = next((i for i, s in enumerate(statements) if wanted in normalize_for_match(s)), None)
+    if at is None:
         return []
     items: list[str] = []
-    for following in statements[statements.index(item.sentence) + 1:]:
+    for following in statements[at + 1:]:
         if lead_in:
             opens_an_item = _ENUMERATED.match(following)
         else:  # the first, then the second, third ... or "another", "finally"
@@ -249,7 +256,8 @@ def compose(
     parts = []
     quoted: set[str] = set()
     running = RunningText(page_text)
-    for item in choose_evidence(evidence, kind, limits, content_words(query or question)):
+    for item in choose_evidence(evidence, kind, limits, content_words(query or question),
+                                page_text):
         document, page = item.passage.document, item.passage.page
         stored = page_text(document, page)
         if stored is None or normalize_for_match(item.sentence) not in normalize_for_match(stored):

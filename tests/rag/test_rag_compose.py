@@ -174,6 +174,8 @@ def test_display_text_drops_markup_and_bracketed_reference_numbers() -> None:
     ("sentence", "shown"),
     [
         ("Serious illness of the member. b.", "Serious illness of the member."),
+        ("Excess requires approval of the team. i.", "Excess requires approval of the team."),
+        ("The form is signed. iv.", "The form is signed."),
         ("Weight tickets are required: (2)", "Weight tickets are required:"),
         ("The limit is 5.", "The limit is 5."),  # a number is a fact, not an enumerator
         ("Use vitamin c.", "Use vitamin c."),  # a letter inside the sentence stays
@@ -288,3 +290,25 @@ def test_a_passage_that_opens_inside_a_sentence_is_quoted_from_the_sentence_star
         "This includes bills of lading and invoices.",
     ]
     assert parts[0].citation.quote.startswith("Records of every move")
+
+
+def test_announced_items_come_from_the_page_and_take_the_places_of_weaker_sentences() -> None:
+    announced = "Two attacks defeat k-anonymity."
+    first = "The first attack is the homogeneity attack."
+    second = "In the second attack the adversary knows the background."
+    page = f"{announced} {first} {second} Later work proposed l-diversity."
+    stored = {("survey.pdf", 4): page}
+    # The passage (a chunk) ends before the second attack; the page holds it.
+    chunk = f"{announced} {first}"
+    weaker = ["Anonymity is studied widely in surveys.", "Privacy matters to users online."]
+    evidence = [Evidence(Passage(chunk_id=1, document="survey.pdf", page=4, text=chunk,
+                                 score=1.0, dense_score=0.6, keyword_rank=None), announced, 2.0),
+                *(Evidence(Passage(chunk_id=2, document="survey.pdf", page=4, text=" ".join(weaker),
+                                   score=0.5, dense_score=0.5, keyword_rank=None), text, 1.9)
+                  for text in weaker)]
+    chosen = choose_evidence(evidence, "list", CompositionLimits(list_items=4),
+                             page_text=lambda document, number: stored.get((document, number)))
+    assert [e.sentence for e in chosen] == [announced, first, second]
+    # Without the page, only the passage's items are known, and one weaker sentence keeps its place.
+    from_passage = choose_evidence(evidence, "list", CompositionLimits(list_items=4))
+    assert [e.sentence for e in from_passage] == [announced, first, weaker[0]]
