@@ -15,6 +15,7 @@ its quote is still checked against the stored page text.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from rag.cite import content_words
 from rag.extract import MAX_SENTENCE_WORDS, Evidence
 from rag.normalize import normalize_for_match
 from rag.running_text import RunningText
-from rag.statements import split_statements, whole_statement
+from rag.statements import opens_with_enumerator, split_statements, whole_statement
 from rag.types import Citation
 
 QuestionKind = Literal["list", "why", "lookup"]
@@ -63,7 +64,6 @@ _REFERS_BACK = re.compile(
 # following: (1) TDY ...") followed by enumerated items, or a count ("introduces two simple
 # attacks ...") followed by ordinal sentences that start at the first ("The first attack is ...").
 _LEAD_IN = re.compile(r":$|:\s+\(?(?:\d{1,2}|[A-Za-z])[.)]\s|\bfollowing\b", re.IGNORECASE)
-_ENUMERATED = re.compile(r"^\(?(?:\d{1,2}|[A-Za-z])[.)]\s")
 _COUNT = re.compile(r"\b(?:two|three|four|five|six|several)\b", re.IGNORECASE)
 _FIRST = re.compile(r"^(?:the |in the |a )?first\b", re.IGNORECASE)
 _ORDINAL = re.compile(
@@ -184,8 +184,8 @@ def _items_of_one_list(item: Evidence, other: Evidence) -> bool:
     """Whether both are enumerated items on one page ("A. Under Non-Patent Rights: ...",
     "B. Under Patent Rights: ..."): parallel items share most words but each says its own."""
     return (item.passage.document, item.passage.page) == (
-        other.passage.document, other.passage.page) and bool(
-        _ENUMERATED.match(item.sentence) and _ENUMERATED.match(other.sentence))
+        other.passage.document, other.passage.page) and (
+        opens_with_enumerator(item.sentence) and opens_with_enumerator(other.sentence))
 
 
 def _with_items(
@@ -195,9 +195,14 @@ def _with_items(
     its page (at most `most`): the lead-in alone names none of them. The items take the places
     of the lower-ranked statements, so the answer grows only if the list is longer."""
     for index, item in enumerate(chosen):
+        lead_in = _announces(item.sentence)
+        if lead_in is None:
+            continue
         page = page_text(item.passage.document, item.passage.page) if page_text else None
         before = {e.sentence for e in chosen[: index + 1]}
-        items = [following for following in _announced_items(item, page or item.passage.text)
+        items = [following
+                 for following in _announced_items(item.sentence, page or item.passage.text,
+                                                   lead_in=lead_in)
                  if following not in before][:most]
         if items:
             expanded = [*chosen[: index + 1],
@@ -208,23 +213,28 @@ def _with_items(
     return list(chosen)
 
 
-def _announced_items(item: Evidence, text: str) -> list[str]:
-    """The items that follow a statement announcing them in `text` (its page or passage; the
-    items may be in the next chunk), if it announces any."""
-    lead_in = bool(_LEAD_IN.search(item.sentence.rstrip()))
-    if not lead_in and not _COUNT.search(item.sentence):
-        return []
+def _announces(sentence: str) -> bool | None:
+    """True for a lead-in to enumerated items, False for a count of ordinal sentences, None
+    when the sentence announces nothing."""
+    if _LEAD_IN.search(sentence.rstrip()):
+        return True
+    return False if _COUNT.search(sentence) else None
+
+
+def _announced_items(sentence: str, text: str, *, lead_in: bool) -> list[str]:
+    """The items that follow `sentence` in `text` (its page or passage; the items may be in
+    the next chunk)."""
     statements = split_statements(text, MAX_SENTENCE_WORDS)
-    wanted = normalize_for_match(item.sentence)
+    wanted = normalize_for_match(sentence)
     at = next((i for i, s in enumerate(statements) if wanted in normalize_for_match(s)), None)
     if at is None:
         return []
     items: list[str] = []
     for following in statements[at + 1:]:
         if lead_in:
-            opens_an_item = _ENUMERATED.match(following)
+            opens_an_item = opens_with_enumerator(following)
         else:  # the first, then the second, third ... or "another", "finally"
-            opens_an_item = (_ORDINAL if items else _FIRST).match(following)
+            opens_an_item = bool((_ORDINAL if items else _FIRST).match(following))
         if not opens_an_item:
             break
         items.append(following)
@@ -255,6 +265,7 @@ def compose(
     kind = question_kind(question)
     parts = []
     quoted: set[str] = set()
+    page_text = functools.cache(page_text)  # a page is read once, however many parts quote it
     running = RunningText(page_text)
     for item in choose_evidence(evidence, kind, limits, content_words(query or question),
                                 page_text):

@@ -118,6 +118,11 @@ def _join_list_items(sentences: list[str]) -> list[str]:
     return joined
 
 
+def opens_with_enumerator(statement: str) -> bool:
+    """Whether the statement is an enumerated item ("b. ...", "(2) ...", "C. ...")."""
+    return bool(_LEADING_ENUMERATOR.match(statement))
+
+
 def whole_statement(fragment: str, page_text: str, max_words: int) -> str:
     """The statement of the page that `fragment` is part of, if it is at most `max_words`
     words; else `fragment`. Chunks overlap by words, not sentences, so a passage can open or
