@@ -236,6 +236,16 @@ class RetrievalSettings(BaseModel):
         description="Passages the answer's sentences are chosen from (the top_k and the next "
         "ones); more found more key facts on both dev sets up to 10 (README, Quality).",
     )
+    follow_up_passages: int = Field(
+        default=3, ge=0, le=20,
+        description="A follow-up's sentences are also chosen from this many passages that match "
+        "the previous answer, where the conversation left off (README, Quality: follow-ups).",
+    )
+    follow_up_weight: float = Field(
+        default=0.6, ge=0.0,
+        description="A follow-up's sentence scores this times its similarity to the previous "
+        "answer on top of its score for the question (cross-validated on the two follow-up sets).",
+    )
     candidates: int = Field(default=40, ge=1, le=500)
     rrf_k: int = Field(default=60, ge=1)
     dense_weight: float = Field(default=1.0, ge=0.0)

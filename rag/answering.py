@@ -19,7 +19,7 @@ from rag.checked_writing import CheckedWriting
 from rag.chunk import split_sentences
 from rag.compose import Part, compose, render_parts
 from rag.embed import Embedder
-from rag.extract import Evidence, rank_evidence
+from rag.extract import Evidence, covers, rank_evidence
 from rag.followup import Standalone, standalone_question
 from rag.generate import Generator
 from rag.normalize import strip_invisible
@@ -114,7 +114,9 @@ class AnswerPipeline:
         )
         with self._state:
             evidence = rank_evidence(query, passages, embedder,
-                                     embed_sentences=self._sentence_vectors().embed)
+                                     embed_sentences=self._sentence_vectors().embed,
+                                     context=standalone.context,
+                                     context_weight=options.follow_up_weight)
         timings.retrieval = time.perf_counter() - started
         if unknown:
             return finish(f"the collection never mentions {', '.join(unknown)}")
@@ -127,6 +129,12 @@ class AnswerPipeline:
             return finish(f"the documents found never mention {', '.join(absent)}")
         if not evidence or evidence[0].score < options.min_evidence_score:
             return finish("no sentence answers the question closely enough")
+
+        if standalone.context:
+            # A follow-up asks for more than the previous answer said: its sentences are not
+            # quoted again (the near-repeat rule of rag.compose), unless nothing else answers.
+            evidence = [e for e in evidence if not covers(
+                standalone.context, e.sentence, options.composition.redundancy)] or evidence
 
         def page_text(document: str, page: int) -> str | None:
             return self._store.page_text(collection, document, page)
@@ -186,13 +194,21 @@ class AnswerPipeline:
         self, standalone: Standalone, collection: str, top_k: int
     ) -> list[Passage]:
         """The best `top_k` passages for the standalone question; a follow-up keeps to the
-        documents the conversation was about when they have matching passages."""
+        documents the conversation was about when they have matching passages, and also draws on
+        the passages that match the previous answer (after the `top_k`: they are where the
+        conversation left off, not the closest pages to the new question)."""
         if not standalone.documents:
-            return self._retrieve(standalone.query, collection, top_k)
-        wider = self._retrieve(standalone.query, collection, 2 * top_k)
-        preferred = [p for p in wider if p.document in standalone.documents]
-        others = [p for p in wider if p.document not in standalone.documents]
-        return (preferred + others)[:top_k]
+            found = self._retrieve(standalone.query, collection, top_k)
+        else:
+            wider = self._retrieve(standalone.query, collection, 2 * top_k)
+            preferred = [p for p in wider if p.document in standalone.documents]
+            others = [p for p in wider if p.document not in standalone.documents]
+            found = (preferred + others)[:top_k]
+        if not standalone.context or not self._options.follow_up_passages:
+            return found
+        have = {p.chunk_id for p in found}
+        left_off = self._retrieve(standalone.context, collection, self._options.follow_up_passages)
+        return found + [p for p in left_off if p.chunk_id not in have]
 
     def _use_parts(
         self, answer: Answer, question: str, parts: Sequence[Part], collection: str

@@ -46,12 +46,16 @@ def rank_evidence(
     keyword_weight: float = 1.5,
     number_bonus: float = NUMBER_BONUS,
     embed_sentences: Callable[[Sequence[str]], Vectors] | None = None,
+    context: str = "",
+    context_weight: float = 0.0,
 ) -> list[Evidence]:
     """Every statement (rag.statements) of the passages, best first (distinct ones only,
     figure labels left out), each with the statement before it. Score: cosine similarity to
     the question + keyword overlap, plus `number_bonus` for a sentence stating a number when
-    the question asks for a quantity. `embed_sentences`
-    (default: the embedder's document vectors) may remember vectors between questions."""
+    the question asks for a quantity, plus `context_weight` times the cosine similarity to
+    `context` (a follow-up's previous answer: the follow-up continues where it left off).
+    `embed_sentences` (default: the embedder's document vectors) may remember vectors between
+    questions."""
     candidates: list[tuple[Passage, str, str]] = []
     seen: set[str] = set()
     for passage in passages:
@@ -69,6 +73,8 @@ def rank_evidence(
     query = embedder.embed_query(question)
     vectors = (embed_sentences or embedder.embed_documents)([s for _, s, _ in candidates])
     similarities = vectors @ query
+    if context and context_weight:
+        similarities = similarities + context_weight * (vectors @ embedder.embed_query(context))
     question_words = content_words(question)
     wants_number = asks_for_a_number(question)
     ranked = []

@@ -38,6 +38,8 @@ def engine_options(settings: Settings) -> EngineOptions:
         abstain_on_unknown_terms=settings.retrieval.abstain_on_unknown_terms,
         relevance_margin=settings.retrieval.relevance_margin,
         evidence_passages=settings.retrieval.evidence_passages,
+        follow_up_passages=settings.retrieval.follow_up_passages,
+        follow_up_weight=settings.retrieval.follow_up_weight,
         answer_mode=settings.generator.answer_mode,
         composition=CompositionLimits(**settings.answer.model_dump()),
         prompt=PromptLimits(

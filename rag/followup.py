@@ -6,7 +6,8 @@ previous question. The standalone question is the follow-up's own words plus the
 question's content words that it lacks: the topic, not the whole previous question glued on, so
 its question words ("which", "list") and its ask do not steer the search. A follow-up that names
 its own subject stands alone and is searched as it is. The documents the previous answer cited
-(its `[file p.N]` markers) are where a follow-up most likely continues.
+(its `[file p.N]` markers) are where a follow-up most likely continues, and what that answer said
+is its context: "which terms exactly?" asks for a detail of the very sentence it quoted.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Standalone:
     query: str
     documents: tuple[str, ...] = ()
     borrowed: tuple[str, ...] = ()  # the topic words taken from the previous question
+    context: str = ""  # what the previous answer said (without its page marks)
 
     @property
     def is_follow_up(self) -> bool:
@@ -87,4 +89,5 @@ def standalone_question(question: str, history: Sequence[Turn]) -> Standalone:
     if not borrowed:
         return Standalone(question)
     query = f"{question.strip()} ({' '.join(borrowed)})"
-    return Standalone(query, cited_documents(previous.answer), borrowed)
+    context = " ".join(_CITED.sub(" ", previous.answer).split())
+    return Standalone(query, cited_documents(previous.answer), borrowed, context)

@@ -26,3 +26,5 @@ class EngineOptions:
     relevance_margin: float = 0.3
     composition: CompositionLimits = field(default_factory=CompositionLimits)
     evidence_passages: int = 10
+    follow_up_passages: int = 3
+    follow_up_weight: float = 0.6

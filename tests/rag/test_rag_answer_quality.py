@@ -155,6 +155,35 @@ FIGURE_LABELS = (
 )
 
 
+class ContextCloserEmbedder(SameVectorEmbedder):
+    """Every sentence is as close to the question; only `continued` is close to `context`."""
+
+    def __init__(self, context: str, continued: str) -> None:
+        self._context, self._continued = context, continued
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return np.array([[0.6, 0.8, 0, 0] if t == self._continued else [0.6, 0, 0.8, 0]
+                         for t in texts], dtype=np.float32)
+
+    def embed_query(self, text: str) -> Vectors:
+        return np.array([0, 1.0, 0, 0] if text == self._context else [1.0, 0, 0, 0],
+                        dtype=np.float32)
+
+
+def test_a_follow_up_prefers_the_sentence_that_continues_the_previous_answer() -> None:
+    said = "Comments were filtered by keywords before they were counted."
+    continued = "The filter kept comments holding one of late, cancelled or rough sea."
+    other = "The ferry survey collected comments at the harbour office every summer."
+    passages = [passage(f"{other} {continued}")]
+    embedder = ContextCloserEmbedder(said, continued)
+    question = "which terms exactly? (survey comments)"
+    plain = rank_evidence(question, passages, embedder)
+    assert plain[0].sentence == other  # keyword overlap alone points at the topic's sentence
+    followed = rank_evidence(question, passages, embedder, context=said, context_weight=0.6)
+    assert followed[0].sentence == continued
+    assert followed[0].score == pytest.approx(plain[1].score + 0.6 * 0.8, abs=1e-5)
+
+
 def test_prose_and_figure_labels_are_told_apart() -> None:
     assert prose_ratio("The ferry to the island departs every ninety minutes from the pier.") > 0.3
     assert prose_ratio(FIGURE_LABELS) < 0.05

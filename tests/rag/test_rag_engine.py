@@ -26,7 +26,7 @@ from rag.factory import build_engine
 from rag.index import FaissIndex, index_file
 from rag.normalize import normalize_for_match
 from rag.store import DocumentStore
-from rag.types import Answer, AnswerProgress, IngestReport
+from rag.types import Answer, AnswerProgress, IngestReport, Turn
 
 pytestmark = pytest.mark.slow
 
@@ -444,3 +444,34 @@ def test_sentences_are_chosen_from_more_passages_than_are_shown(
         engine.close()
     assert not answer.abstained and len(answer.retrieved) == 1
     assert (len(cited_pages(answer)) > 1) is several_pages
+
+
+SURVEY = [
+    "The ferry to Marrow Island departs every ninety minutes from Pier 7. The crossing takes "
+    "forty minutes in calm weather.",
+    "Lost property is kept at the harbour office for thirty days. Passengers can collect items "
+    "between nine and five on weekdays.",
+    "Before counting, the survey comments were filtered by keywords about disruption. The "
+    "filter kept only comments holding one of late, cancelled, rough sea or refund.",
+]
+
+
+def test_a_follow_up_says_what_the_previous_answer_did_not(
+    settings_factory: Any, tmp_path: Path
+) -> None:
+    """"which terms exactly?" asks for more of the passage the previous answer quoted: the
+    sentence already said is the closest to the conversation, and it is not said again."""
+    engine = build_engine(settings_factory(tmp_path / "data"))
+    try:
+        source = tmp_path / "survey.pdf"
+        source.write_bytes(pdfs.make_pdf(SURVEY, title="Survey"))
+        engine.ingest_paths([source], collection="survey")
+        previous = Turn("What happened to the survey comments?",
+                        "Before counting, the survey comments were filtered by keywords about "
+                        "disruption. [survey.pdf p.3]")
+        answer = engine.answer("which terms exactly?", collection="survey", history=[previous])
+    finally:
+        engine.close()
+    assert "rough sea" in answer.text
+    assert "filtered by keywords" not in answer.text
+    assert cited_pages(answer) == {("survey.pdf", 3)}

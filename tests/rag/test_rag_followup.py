@@ -43,6 +43,15 @@ def test_a_follow_up_borrows_the_previous_questions_topic_not_its_question_words
     assert standalone.documents == ("survey.pdf",)
 
 
+def test_a_follow_ups_context_is_what_the_previous_answer_said_without_its_page_marks() -> None:
+    standalone = standalone_question("which of those are used in soccer?", [PREVIOUS])
+    assert standalone.context == "- Kalman filters track players - Optical flow too"
+    # A question that names its own subject, or a first question, has no context.
+    assert standalone_question("How does the ferry timetable change in winter?",
+                               [PREVIOUS]).context == ""
+    assert standalone_question("why is it needed?", []).context == ""
+
+
 def test_without_history_a_question_is_searched_as_it_is() -> None:
     assert standalone_question("why is it needed?", []).query == "why is it needed?"
 
