@@ -63,6 +63,14 @@ class EmbeddingSettings(BaseModel):
         "when onnxruntime is installed and the model exports, else torch. Changing it "
         "re-embeds each collection once.",
     )
+    evidence_backend: Literal["auto", "same", "onnx-int8"] = Field(
+        default="auto",
+        description="What embeds an answer's candidate sentences and the question they are "
+        "scored against (not the index): auto = the int8 ONNX embedder when onnxruntime is "
+        "installed and the model exports, else the index's embedder; same = the index's "
+        "embedder. int8 halves an evidence answer's time with the same figures on both dev sets "
+        "and both follow-up sets (README, Performance).",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="fp32",
         description="torch backend only: bf16 runs the model in bfloat16 where the CPU has "

@@ -18,7 +18,6 @@ from rag.abstain import AbstentionRules
 from rag.checked_writing import CheckedWriting
 from rag.chunk import split_sentences
 from rag.compose import Part, compose, render_parts
-from rag.embed import Embedder
 from rag.extract import Evidence, covers, rank_evidence
 from rag.followup import Standalone, standalone_question
 from rag.generate import Generator
@@ -52,7 +51,6 @@ class AnswerPipeline:
     def __init__(
         self,
         store: Store,
-        embedder: Callable[[], Embedder],
         generator: Callable[[], Generator],
         retrieve: Retrieve,
         rules: AbstentionRules,
@@ -60,9 +58,10 @@ class AnswerPipeline:
         state: threading.RLock,
         sentence_vectors: Callable[[], SentenceVectors],
     ) -> None:
-        self._sentence_vectors = sentence_vectors  # evidence sentences' vectors, remembered
+        # Evidence sentences' vectors, remembered, by the evidence embedder (int8 by default:
+        # rag.embed.make_evidence_embedder), which also embeds the question they are scored on.
+        self._sentence_vectors = sentence_vectors
         self._store = store
-        self._embedder = embedder
         self._generator = generator
         self._retrieve = retrieve
         self._rules = rules
@@ -82,7 +81,6 @@ class AnswerPipeline:
         writes = options.answer_mode != "evidence"
         # The model loads once, on first use, and only in the modes where it writes.
         generator = self._generator() if writes else None
-        embedder = self._embedder()
         started = time.perf_counter()
         timings = Timings()
         question = strip_invisible(question).strip()
@@ -113,8 +111,9 @@ class AnswerPipeline:
             else []
         )
         with self._state:
-            evidence = rank_evidence(query, passages, embedder,
-                                     embed_sentences=self._sentence_vectors().embed,
+            sentences = self._sentence_vectors()
+            evidence = rank_evidence(query, passages, sentences.embedder,
+                                     embed_sentences=sentences.embed,
                                      context=standalone.context,
                                      context_weight=options.follow_up_weight)
         timings.retrieval = time.perf_counter() - started

@@ -58,7 +58,10 @@ class RagEngine:
         index: IndexFactory,
         options: EngineOptions,
         originals: Originals | None = None,
+        evidence_embedder: Callable[[Embedder], Embedder] = lambda index_embedder: index_embedder,
     ) -> None:
+        """`evidence_embedder` turns the index's embedder into the one that scores an answer's
+        candidate sentences (default: the same one)."""
         self._store = store
         self._originals = originals  # the PDFs as uploaded, for opening a cited page
         self._embedder = Lazy(embedder)
@@ -76,10 +79,11 @@ class RagEngine:
             store, self._embedder.get, self._index.get, self._ready_index, options, originals,
             self._state,
         )
-        sentence_vectors = Lazy(lambda: SentenceVectors(self._embedder.get()))
+        self._sentence_vectors = Lazy(
+            lambda: SentenceVectors(evidence_embedder(self._embedder.get())))
         self._answering = AnswerPipeline(
-            store, self._embedder.get, self._generator.get, self._search, self._rules, options,
-            self._state, sentence_vectors.get,
+            store, self._generator.get, self._search, self._rules, options,
+            self._state, self._sentence_vectors.get,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -98,11 +102,17 @@ class RagEngine:
     def embedder(self) -> Embedder:
         return self._embedder.get()
 
+    @property
+    def evidence_embedder(self) -> Embedder:
+        """The embedder that scores answers' candidate sentences (rag.embed.make_evidence_embedder)."""
+        return self._sentence_vectors.get().embedder
+
     def warm_up(self) -> float:
         """Load the models answers need and run them once; return the seconds it took. In the
         evidence mode that is the embedder alone: the generation model is never loaded."""
         started = time.perf_counter()
         self._embedder.get().embed_query("warm up")
+        self._sentence_vectors.get().embedder.embed_query("warm up")
         if self._options.answer_mode != "evidence":
             generator = self._generator.get()
             warm = getattr(generator, "warm_up", None)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from config.settings import Settings
 from rag.backends import open_originals, open_storage
 from rag.compose import CompositionLimits
-from rag.embed import Embedder, make_embedder
+from rag.embed import Embedder, make_embedder, make_evidence_embedder
 from rag.engine import RagEngine
 from rag.generate import Generator, LlamaCppGenerator
 from rag.models import default_embedding_model, default_generation_model
@@ -94,6 +94,18 @@ def build_engine(
             installed_cache=installed_cache_dir(),
         )
 
+    def evidence_embedder(index_embedder: Embedder) -> Embedder:
+        from rag.models import installed_cache_dir
+
+        return make_evidence_embedder(
+            index_embedder,
+            embedding.evidence_backend,
+            embedding.model_path or default_embedding_model(),
+            cache_dir=settings.model_cache_dir,
+            installed_cache=installed_cache_dir(),
+            threads=embedding.threads,
+        )
+
     def make_generator() -> Generator:
         if generation.backend == "openai":
             from rag.generate_openai import OpenAICompatibleGenerator
@@ -137,4 +149,5 @@ def build_engine(
         index,
         options,
         open_originals(settings, store),
+        evidence_embedder,
     )

@@ -25,6 +25,10 @@ class SentenceVectors:
         self._embedder = embedder
         self._vectors = VectorCache(capacity)
 
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
     def __len__(self) -> int:
         return len(self._vectors)
 

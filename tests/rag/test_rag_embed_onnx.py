@@ -11,8 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from config.errors import ConfigError
 from rag import embed_onnx
-from rag.embed import SentenceTransformerEmbedder, identity_of, make_embedder
+from rag.embed import (
+    SentenceTransformerEmbedder,
+    identity_of,
+    make_embedder,
+    make_evidence_embedder,
+)
 from rag.embed_onnx import OnnxEmbedder, OnnxExportError
 from rag.models import default_embedding_model
 
@@ -86,15 +92,61 @@ def test_a_cache_whose_vectors_differ_is_refused_and_auto_falls_back_to_torch(
     assert manifest["int8"]["ok"] and manifest["int8"]["min_cosine"] >= embed_onnx.MIN_COSINE
 
 
-def test_a_model_folder_that_is_not_mean_pooled_is_refused(tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    (model / "1_Pooling").mkdir(parents=True)
-    (model / "tokenizer.json").write_text("{}")
-    (model / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
-    (model / "modules.json").write_text(json.dumps([
+def cls_pooled_model(folder: Path) -> Path:
+    """A model folder whose pooling is not the mean: the ONNX export refuses it."""
+    (folder / "1_Pooling").mkdir(parents=True)
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
+    (folder / "modules.json").write_text(json.dumps([
         {"path": "", "type": "sentence_transformers.models.Transformer"},
         {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     ]))
-    (model / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    return folder
+
+
+def test_a_model_folder_that_is_not_mean_pooled_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OnnxExportError, match="not mean pooling"):
-        OnnxEmbedder(model, cache_dir=tmp_path / "cache")
+        OnnxEmbedder(cls_pooled_model(tmp_path / "model"), cache_dir=tmp_path / "cache")
+
+
+class IndexEmbedder:
+    """Stands for the index's embedder: only which object comes back is under test."""
+
+    dimension = 384
+    name = "index"
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+
+    def embed_documents(self, texts: object) -> np.ndarray:
+        raise AssertionError("not called")
+
+    def embed_query(self, text: str) -> np.ndarray:
+        raise AssertionError("not called")
+
+
+def test_answers_sentences_are_scored_by_int8_and_the_index_is_left_alone(
+    cache: Path, onnx: OnnxEmbedder
+) -> None:
+    index = IndexEmbedder("torch")
+    evidence = make_evidence_embedder(index, "auto", default_embedding_model(), cache_dir=cache)
+    assert isinstance(evidence, OnnxEmbedder) and evidence.precision == "int8"
+    # Its vectors are the int8 embedder's: the same as the index's within MIN_COSINE.
+    assert np.allclose(evidence.embed_documents(TEXTS), onnx.embed_documents(TEXTS), atol=1e-5)
+    assert make_evidence_embedder(index, "same", default_embedding_model(),
+                                  cache_dir=cache) is index
+    # An index already embedded by ONNX Runtime is not loaded twice.
+    already = IndexEmbedder("onnx")
+    assert make_evidence_embedder(already, "auto", default_embedding_model(),
+                                  cache_dir=cache) is already
+
+
+def test_without_a_usable_onnx_model_auto_keeps_the_index_embedder(tmp_path: Path) -> None:
+    """A model ONNX Runtime cannot run means no second model: "auto" scores sentences with the
+    index's embedder; "onnx-int8" says why it cannot."""
+    model = cls_pooled_model(tmp_path / "model")
+    index = IndexEmbedder("torch")
+    assert make_evidence_embedder(index, "auto", model, cache_dir=tmp_path / "cache") is index
+    with pytest.raises(ConfigError, match="ONNX Runtime"):
+        make_evidence_embedder(index, "onnx-int8", model, cache_dir=tmp_path / "cache")
