@@ -204,7 +204,8 @@ def make_evidence_embedder(
         return index_embedder
     evidence = _onnx_embedder(model_path, choice, cache_dir=cache_dir,
                               installed_cache=installed_cache, threads=threads,
-                              batch_size=8, query_cache_size=0)
+                              batch_size=8, query_cache_size=0,
+                              setting="embedding.evidence_backend")
     return evidence if evidence is not None else index_embedder
 
 
@@ -217,15 +218,16 @@ def _onnx_embedder(
     threads: int | None,
     batch_size: int,
     query_cache_size: int,
+    setting: str = "embedding.backend",
 ) -> Embedder | None:
     """The int8 ONNX embedder, or None ("auto", with a log line) when onnxruntime is missing or
-    the model cannot be exported; "onnx-int8" raises ConfigError instead."""
+    the model cannot be exported; "onnx-int8" raises ConfigError naming `setting` instead."""
     import importlib.util
 
     if importlib.util.find_spec("onnxruntime") is None:
         if backend == "onnx-int8":
             raise ConfigError(
-                'embedding.backend = "onnx-int8" needs onnxruntime and onnx: run '
+                f'{setting} = "onnx-int8" needs onnxruntime and onnx: run '
                 "scripts/setup (pip install 'onnxruntime>=1.17' onnx)."
             )
         logger.info("onnxruntime is not installed: embedding with torch")
@@ -243,7 +245,9 @@ def _onnx_embedder(
         )
     except OnnxExportError as exc:
         if backend == "onnx-int8":
-            raise ConfigError(f"cannot run {model_path} in ONNX Runtime: {exc}") from exc
+            raise ConfigError(
+                f"{setting} = \"onnx-int8\": cannot run {model_path} in ONNX Runtime: {exc}"
+            ) from exc
         logger.warning("embedding with torch: the ONNX model is not usable (%s)", exc)
         return None
 
