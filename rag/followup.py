@@ -37,6 +37,7 @@ _ASKING = frozenset(
         "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "list", "name",
         "describe", "explain", "tell", "give", "please", "does", "do", "did", "is", "are", "was",
         "were", "can", "could", "should", "would", "will",
+        "what's", "which's", "who's", "when's", "where's", "why's", "how's",
     ]
 )
 SHORT_WORDS = 3  # a follow-up with at most this many content words needs its topic
@@ -57,7 +58,7 @@ class Standalone:
 
 
 def _words(text: str) -> list[str]:
-    return [w.lower().strip(".'’-") for w in _WORD.findall(text)]
+    return [w.lower().replace("’", "'").strip(".'-") for w in _WORD.findall(text)]
 
 
 def _content(words: Sequence[str]) -> list[str]:

@@ -148,5 +148,5 @@ def test_without_a_usable_onnx_model_auto_keeps_the_index_embedder(tmp_path: Pat
     model = cls_pooled_model(tmp_path / "model")
     index = IndexEmbedder("torch")
     assert make_evidence_embedder(index, "auto", model, cache_dir=tmp_path / "cache") is index
-    with pytest.raises(ConfigError, match="embedding.evidence_backend .*ONNX Runtime"):
+    with pytest.raises(ConfigError, match=r"embedding\.evidence_backend .*ONNX Runtime"):
         make_evidence_embedder(index, "onnx-int8", model, cache_dir=tmp_path / "cache")

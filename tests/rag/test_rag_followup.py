@@ -52,6 +52,13 @@ def test_a_follow_ups_context_is_what_the_previous_answer_said_without_its_page_
     assert standalone_question("why is it needed?", []).context == ""
 
 
+@pytest.mark.parametrize("apostrophe", ["'", "’"])
+def test_a_contracted_question_word_is_not_borrowed_as_topic(apostrophe: str) -> None:
+    previous = Turn(f"What{apostrophe}s the deadline for a final PPM claim?", "45 days [p.pdf p.39]")
+    standalone = standalone_question("how can they send it in?", [previous])
+    assert set(standalone.borrowed) == {"deadline", "final", "ppm", "claim"}
+
+
 def test_without_history_a_question_is_searched_as_it_is() -> None:
     assert standalone_question("why is it needed?", []).query == "why is it needed?"
 
