@@ -146,7 +146,8 @@ class AnswerPipeline:
         # else (measured: most wrong pages cited were such pages), so it is not cited.
         relevance = page_relevance(evidence)
 
-        parts = compose(question, evidence, page_text, options.composition, query)
+        parts = compose(question, evidence, page_text, options.composition, query,
+                        options.follow_up_weight)
         if generator is None:
             self._use_parts(answer, question, parts, collection)
             return finish()

@@ -145,6 +145,7 @@ def choose_evidence(
     limits: CompositionLimits,
     question_words: Set[str] = frozenset(),
     page_text: Callable[[str, int], str | None] | None = None,
+    context_weight: float = 0.0,
 ) -> list[Evidence]:
     """The best sentence of the best page first, then the next best sentences that score close
     to the best, stand on a page nearly as good as the best page, and are not near-repeats of a
@@ -153,7 +154,13 @@ def choose_evidence(
         return []
     pages = page_scores(evidence, limits, question_words)
     best_page = max(pages, key=lambda key: pages[key])
-    floor = evidence[0].score - limits.score_margin
+
+    def asked_now(item: Evidence) -> float:
+        """The score for the question alone: a follow-up's closeness to the previous answer
+        picks where to look, but a sentence restating it must not push out the new fact."""
+        return item.score - context_weight * item.context
+
+    floor = max(asked_now(e) for e in evidence) - limits.score_margin
     most = limits.list_items if kind == "list" else limits.sentences
     candidates = [e for e in evidence
                   if (e.passage.document, e.passage.page) == best_page] + [
@@ -167,7 +174,7 @@ def choose_evidence(
             break
         key = (item.passage.document, item.passage.page)
         if item is not lead and (
-            item.score < floor or pages[key] < pages[best_page] - limits.page_margin
+            asked_now(item) < floor or pages[key] < pages[best_page] - limits.page_margin
         ):
             continue
         words = content_words(item.sentence)
@@ -259,16 +266,18 @@ def compose(
     page_text: Callable[[str, int], str | None],
     limits: CompositionLimits,
     query: str = "",
+    context_weight: float = 0.0,
 ) -> list[Part]:
     """The answer's parts, best first; a sentence whose quote cannot be verified is left out.
-    `query` is what was searched for (a follow-up's standalone question), if not `question`."""
+    `query` is what was searched for (a follow-up's standalone question), if not `question`;
+    `context_weight` is what a follow-up's closeness to its previous answer added to the scores."""
     kind = question_kind(question)
     parts = []
     quoted: set[str] = set()
     page_text = functools.cache(page_text)  # a page is read once, however many parts quote it
     running = RunningText(page_text)
     for item in choose_evidence(evidence, kind, limits, content_words(query or question),
-                                page_text):
+                                page_text, context_weight):
         document, page = item.passage.document, item.passage.page
         stored = page_text(document, page)
         if stored is None or normalize_for_match(item.sentence) not in normalize_for_match(stored):

@@ -36,6 +36,7 @@ class Evidence:
     sentence: str
     score: float
     before: str = ""  # the statement just before it in the passage, which "this" may refer to
+    context: float = 0.0  # cosine similarity to a follow-up's previous answer (0 without one)
 
 
 def rank_evidence(
@@ -53,7 +54,8 @@ def rank_evidence(
     figure labels left out), each with the statement before it. Score: cosine similarity to
     the question + keyword overlap, plus `number_bonus` for a sentence stating a number when
     the question asks for a quantity, plus `context_weight` times the cosine similarity to
-    `context` (a follow-up's previous answer: the follow-up continues where it left off).
+    `context` (a follow-up's previous answer: the follow-up continues where it left off), which
+    each sentence also carries on its own (rag.compose keeps what is asked now in view).
     `embed_sentences` (default: the embedder's document vectors) may remember vectors between
     questions."""
     candidates: list[tuple[Passage, str, str]] = []
@@ -73,22 +75,22 @@ def rank_evidence(
     query = embedder.embed_query(question)
     vectors = (embed_sentences or embedder.embed_documents)([s for _, s, _ in candidates])
     similarities = vectors @ query
-    if context and context_weight:
-        similarities = similarities + context_weight * (vectors @ embedder.embed_query(context))
+    to_context = (vectors @ embedder.embed_query(context) if context
+                  else np.zeros(len(candidates), dtype=np.float32))
     question_words = content_words(question)
     wants_number = asks_for_a_number(question)
     ranked = []
-    for (passage, sentence, before), similarity in zip(
-            candidates, np.asarray(similarities), strict=True):
+    for (passage, sentence, before), similarity, closeness in zip(
+            candidates, np.asarray(similarities), np.asarray(to_context), strict=True):
         overlap = (
             len(question_words & content_words(sentence)) / len(question_words)
             if question_words
             else 0.0
         )
-        score = float(similarity) + keyword_weight * overlap
+        score = float(similarity) + keyword_weight * overlap + context_weight * float(closeness)
         if wants_number and states_a_number(sentence):
             score += number_bonus
-        ranked.append(Evidence(passage, sentence, score, before))
+        ranked.append(Evidence(passage, sentence, score, before, float(closeness)))
     ranked = _merge_fragments(ranked)
     ranked.sort(key=lambda e: e.score, reverse=True)
     return ranked

@@ -312,3 +312,18 @@ def test_announced_items_come_from_the_page_and_take_the_places_of_weaker_senten
     # Without the page, only the passage's items are known, and one weaker sentence keeps its place.
     from_passage = choose_evidence(evidence, "list", CompositionLimits(list_items=4))
     assert [e.sentence for e in from_passage] == [announced, first, weaker[0]]
+
+
+def test_a_sentence_restating_the_previous_answer_does_not_push_out_the_new_fact() -> None:
+    """In a follow-up, closeness to the previous answer is part of each sentence's score; the
+    margin that decides which sentences join the lead is measured on the question alone."""
+    restating = Evidence(passage("manual.pdf", 4, 0), "Press F5 to run the program.", 1.0 + 0.6,
+                         context=1.0)
+    new_fact = Evidence(passage("manual.pdf", 4, 1), "Press F7 to run one step at a time.", 0.9,
+                        context=0.0)
+    limits = CompositionLimits(score_margin=0.5)
+    follow_up = choose_evidence([restating, new_fact], "lookup", limits, context_weight=0.6)
+    assert [e.sentence for e in follow_up] == [restating.sentence, new_fact.sentence]
+    # Scored by the totals, the restatement's closeness would have kept the fact out.
+    plain = choose_evidence([restating, new_fact], "lookup", limits)
+    assert [e.sentence for e in plain] == [restating.sentence]
