@@ -102,11 +102,6 @@ class RagEngine:
     def embedder(self) -> Embedder:
         return self._embedder.get()
 
-    @property
-    def evidence_embedder(self) -> Embedder:
-        """The embedder that scores answers' candidate sentences (rag.embed.make_evidence_embedder)."""
-        return self._sentence_vectors.get().embedder
-
     def warm_up(self) -> float:
         """Load the models answers need and run them once; return the seconds it took. In the
         evidence mode that is the embedder alone: the generation model is never loaded."""
