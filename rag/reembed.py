@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.embed import Embedder, identity_of
+from rag.embed import Embedder, identity_of, same_vectors
 from rag.storage import Store, VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,9 @@ def reconcile_embedder(
     re-embedded (0 when they already were)."""
     current = identity_of(embedder)
     recorded = store.embedder_identity(collection)
-    if recorded == current:
+    if recorded is not None and same_vectors(recorded, current):
+        if recorded != current:  # recorded as ".../bf16" before bf16 shared fp32's identity
+            store.set_embedder_identity(collection, current)
         return 0
     ids = store.chunk_ids(collection)
     if not ids or (recorded is None and _reproduces(store, embedder, ids[:PROBE_CHUNKS])):

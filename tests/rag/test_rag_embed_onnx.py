@@ -116,8 +116,8 @@ class IndexEmbedder:
     dimension = 384
     name = "index"
 
-    def __init__(self, backend: str) -> None:
-        self.backend = backend
+    def __init__(self, backend: str, precision: str = "fp32") -> None:
+        self.backend, self.precision = backend, precision
 
     def embed_documents(self, texts: object) -> np.ndarray:
         raise AssertionError("not called")
@@ -140,6 +140,15 @@ def test_answers_sentences_are_scored_by_int8_and_the_index_is_left_alone(
     already = IndexEmbedder("onnx")
     assert make_evidence_embedder(already, "auto", default_embedding_model(),
                                   cache_dir=cache) is already
+
+
+def test_a_bf16_index_embedder_scores_the_sentences_itself(cache: Path) -> None:
+    """On AMX the index's bf16 torch model is faster than int8 one text at a time, so "auto"
+    loads no second model; "onnx-int8" still asks for int8."""
+    bf16 = IndexEmbedder("torch", precision="bf16")
+    assert make_evidence_embedder(bf16, "auto", default_embedding_model(), cache_dir=cache) is bf16
+    asked = make_evidence_embedder(bf16, "onnx-int8", default_embedding_model(), cache_dir=cache)
+    assert isinstance(asked, OnnxEmbedder) and asked.precision == "int8"
 
 
 def test_without_a_usable_onnx_model_auto_keeps_the_index_embedder(tmp_path: Path) -> None:

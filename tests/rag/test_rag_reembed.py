@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rag.chunk import chunk_document
-from rag.embed import Vectors, identity_of
+from rag.embed import Vectors, identity_of, vector_identity
 from rag.index import FaissIndex
 from rag.parse import PageText, ParsedDocument
 from rag.reembed import reconcile_embedder
@@ -32,7 +32,7 @@ class HashEmbedder:
     def __init__(self, salt: str, dimension: int = 8, precision: str = "fp32") -> None:
         self.salt, self.dimension, self.calls = salt, dimension, 0
         self.name = f"hash-{salt}"
-        self.identity = f"{self.name}/{dimension}/{precision}"
+        self.identity = vector_identity(self.name, dimension, precision)
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         self.calls += len(texts)
@@ -129,3 +129,23 @@ def test_another_dimension_is_re_embedded_and_the_index_rebuilt(
     assert sorted(index.ids("c")) == sorted(ids)
     text = store.chunk_texts(ids[:1])[0]
     assert index.search("c", wide.embed_query(text), 1)[0][0] == ids[0]
+
+
+def test_bf16_and_fp32_vectors_of_one_model_need_no_re_embedding(
+    store: DocumentStore, tmp_path: Path
+) -> None:
+    """An index embedded on an AMX machine (bf16) and searched on one without (fp32), or back:
+    the vectors agree within cosine 0.9999, so nothing is re-embedded. A store that recorded
+    ".../bf16" before the two shared an identity is adopted and its record brought up to date."""
+    index = FaissIndex(tmp_path / "faiss", 8)
+    bf16 = HashEmbedder("minilm", precision="bf16")
+    reconcile_embedder(store, index, bf16, "c")  # empty: records the bf16 embedder
+    ingest(store, index, bf16)
+    fp32 = HashEmbedder("minilm", precision="fp32")
+    assert reconcile_embedder(store, index, fp32, "c") == 0 and fp32.calls == 0
+
+    store.set_embedder_identity("c", "hash-minilm/8/bf16")  # as recorded before
+    assert reconcile_embedder(store, index, fp32, "c") == 0 and fp32.calls == 0
+    assert store.embedder_identity("c") == identity_of(fp32)
+    # int8's vectors are further off: those are still re-embedded.
+    assert reconcile_embedder(store, index, HashEmbedder("minilm", precision="int8"), "c") == 3
