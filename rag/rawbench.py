@@ -16,24 +16,30 @@ from rag.cpu import quiet_openmp_threads
 
 
 @functools.cache
-def _model(model_path: str, context_tokens: int, threads: int, batch_tokens: int) -> Any:
+def _model(
+    model_path: str, context_tokens: int, threads: int, batch_tokens: int, extra_buffers: bool
+) -> Any:
     """One `Llama` per configuration, loaded once (loading is not what is being timed)."""
-    # The same OpenMP wait policy as Folio's model process, so the two differ only in Folio.
+    # The same OpenMP wait policy and weight buffers as Folio's model process, so the two
+    # differ only in Folio (and the baseline does not segfault on an AMX Xeon).
     quiet_openmp_threads()
+    from rag.generate import extra_buffer_types
+
     try:
         from llama_cpp import Llama
     except ImportError as exc:
         raise ConfigError("llama-cpp-python is not installed: run scripts/setup.") from exc
     if not Path(model_path).is_file():
         raise ConfigError(f"The generation model {model_path} does not exist.")
-    return Llama(
-        model_path=model_path,
-        n_ctx=context_tokens,
-        n_threads=threads,
-        n_threads_batch=threads,
-        n_batch=min(batch_tokens, context_tokens),
-        verbose=False,
-    )
+    with extra_buffer_types(extra_buffers):
+        return Llama(
+            model_path=model_path,
+            n_ctx=context_tokens,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=min(batch_tokens, context_tokens),
+            verbose=False,
+        )
 
 
 def time_raw_completion(
@@ -45,6 +51,7 @@ def time_raw_completion(
     threads: int,
     batch_tokens: int = 512,
     repeat_penalty: float = 1.0,
+    extra_buffers: bool = False,
 ) -> dict[str, Any]:
     """Greedy streamed completion of `prompt`; returns seconds to the first token and in total.
 
@@ -53,7 +60,7 @@ def time_raw_completion(
     """
     load_started = time.perf_counter()
     loaded_before = _model.cache_info().currsize
-    llm = _model(str(model_path), context_tokens, threads, batch_tokens)
+    llm = _model(str(model_path), context_tokens, threads, batch_tokens, extra_buffers)
     load_s = (
         time.perf_counter() - load_started if _model.cache_info().currsize > loaded_before else 0.0
     )

@@ -185,6 +185,7 @@ def _raw_worker(conn: Any, settings: Settings) -> None:
         "threads": generation.threads,
         "batch_tokens": generation.batch_tokens,
         "repeat_penalty": generation.repeat_penalty,
+        "extra_buffers": generation.extra_buffer_types,
     }
     try:
         loaded = time_raw_completion(model, "Hi", 1, **options)  # load; not measured
