@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from scale_llama_server import LlamaServer
 
+from rag.cpu import read_cpu_info
 from rag.model_check import parse_load_log
 
 pytestmark = pytest.mark.slow
@@ -37,8 +38,12 @@ def chat(base_url: str, content: str, max_tokens: int) -> dict[str, object]:
 def test_the_server_wrapper_keeps_weights_out_of_extra_buffers(tmp_path: Path, extra: bool) -> None:
     args = ("--verbose", "True", *(("--extra-buffers",) if extra else ()))
     server = LlamaServer(tmp_path / "server.log", extra_args=args).start()
+    reply: dict[str, object] | None = None
     try:
         reply = chat(server.base_url, LONG_QUESTION, 16)
+    except ConnectionError:  # the server died mid-answer (RemoteDisconnected)
+        if not (extra and "amx_int8" in read_cpu_info().flags):
+            raise
     finally:
         server.stop()
     log = (tmp_path / "server.log").read_text(errors="replace")
@@ -51,6 +56,9 @@ def test_the_server_wrapper_keeps_weights_out_of_extra_buffers(tmp_path: Path, e
     else:
         assert extra_types == [], extra_types
         assert not any("AMX" in name.upper() for name in buffers)
+    if reply is None:  # on AMX the extra buffers segfault: the crash the default avoids
+        assert any("AMX" in name.upper() for name in extra_types), extra_types
+        return
     usage = reply["usage"]
     assert isinstance(usage, dict) and usage["prompt_tokens"] >= 400
     choices = reply["choices"]
