@@ -126,7 +126,7 @@ class AnswerPipeline:
         )
         if absent:
             return finish(f"the documents found never mention {', '.join(absent)}")
-        if not evidence or evidence[0].score < options.min_evidence_score:
+        if not evidence or max(e.match for e in evidence) < options.min_evidence_score:
             return finish("no sentence answers the question closely enough")
 
         if standalone.context:

@@ -18,9 +18,11 @@ from rag.embed import Vectors
 from rag.extract import (
     Evidence,
     asks_for_a_number,
+    keyword_weights,
     prose_ratio,
     rank_evidence,
     states_a_number,
+    weighted_share,
 )
 from rag.parse import PageText, ParsedDocument
 from rag.store import DocumentStore
@@ -147,6 +149,34 @@ def test_a_question_that_asks_no_quantity_gets_no_number_bonus() -> None:
     assert ranked[0].score == pytest.approx(ranked[1].score)
 
 
+# --- which question words choose among the candidates ------------------------------------------
+
+
+def test_the_words_few_candidates_share_choose_the_sentence_not_the_topic_s_words() -> None:
+    """Every sentence of the passages found is about the topic ("the housekeeping SPI"), so
+    sharing its words tells them apart less than sharing the word only one of them has."""
+    text = (
+        "The housekeeping SPI can be accessed even when the CPU is in full reset. "
+        "The housekeeping SPI can be accessed by the CPU from a running program. "
+        "In normal conditions it is only used to adjust the clock speed."
+    )
+    question = "When is the housekeeping SPI accessed under normal conditions?"
+    ranked = rank_evidence(question, [passage(text)], SameVectorEmbedder())
+    assert ranked[0].sentence.startswith("In normal conditions")
+    # How closely each answers at all (what the abstention threshold reads) still counts every
+    # question word the same: there the topic's sentences match more words.
+    by_match = max(ranked, key=lambda e: e.match)
+    assert by_match.sentence.startswith("The housekeeping SPI")
+    assert by_match.match > ranked[0].match
+
+
+def test_a_word_every_candidate_shares_weighs_nothing() -> None:
+    weights = keyword_weights({"pump", "vessels"}, [{"pump", "vessels"}, {"pump"}, {"pump"}])
+    assert weights["pump"] == 0.0 and weights["vessels"] > 0.0
+    assert weighted_share({"pump"}, weights) == 0.0
+    assert weighted_share({"pump"}, {"pump": 0.0}) == 0.0  # nothing tells them apart
+
+
 # --- figure labels -----------------------------------------------------------------------------
 
 FIGURE_LABELS = (
@@ -215,7 +245,9 @@ def test_the_tail_of_a_sentence_cut_by_a_chunk_boundary_is_not_quoted_beside_the
     alone_tail = rank_evidence("Is the request serviced by a handler?", passages[:1],
                                TailCloserEmbedder(tail))
     whole_item = next(e for e in tail_first if e.sentence == whole)
-    assert whole_item.score == pytest.approx(alone_tail[0].score)
+    # (`match` does not depend on the other candidates, as the keyword weights of `score` do.)
+    assert whole_item.match == pytest.approx(alone_tail[0].match)
+    assert whole_item.score == max(e.score for e in tail_first)
     # Alone, the tail is still evidence: it is left out only beside the sentence it came from.
     alone = rank_evidence("What happens to a deasserted interrupt request?", passages[:1],
                           SameVectorEmbedder())
