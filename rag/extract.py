@@ -57,7 +57,8 @@ def rank_evidence(
 ) -> list[Evidence]:
     """Every statement (rag.statements) of the passages, best first (distinct ones only,
     figure labels left out), each with the statement before it. Score: cosine similarity to
-    the question + keyword overlap, plus `number_bonus` for a sentence stating a number when
+    the question + keyword overlap (each question word weighted by `keyword_weights`; `match`
+    has the unweighted overlap), plus `number_bonus` for a sentence stating a number when
     the question asks for a quantity, plus `context_weight` times the cosine similarity to
     `context` (a follow-up's previous answer: the follow-up continues where it left off), which
     each sentence also carries on its own (rag.compose keeps what is asked now in view).
