@@ -30,6 +30,12 @@ class CpuInfo:
         return "amx_bf16" in self.flags
 
     @property
+    def has_amx(self) -> bool:
+        """AMX tiles: where llama.cpp's AMX weight buffers run, and crash (README, "Native
+        crashes, and AMX")."""
+        return "amx_int8" in self.flags
+
+    @property
     def has_int8_dot(self) -> bool:
         """VNNI (AVX512 or AVX) or AMX int8: int8 dot products in hardware."""
         return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & self.flags)
