@@ -1,8 +1,11 @@
 """The torch embedder on the packaged all-MiniLM-L6-v2: padding batches to a multiple of 16
-tokens leaves every vector as it is alone, and bf16 (where this CPU does it) makes the fp32
-vectors within the cosine that lets the two share an index."""
+tokens leaves every vector as it is alone, bf16 (where this CPU does it) makes the fp32
+vectors within the cosine that lets the two share an index, and a call split between two
+workers gives each text its one-worker vector, in order, with one copy of the weights."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -47,3 +50,67 @@ def test_bf16_vectors_are_the_fp32_ones_within_the_index_s_tolerance(
     assert bf16.precision == "bf16"
     assert cosines(bf16.embed_documents(TEXTS), fp32.embed_documents(TEXTS)).min() >= SAME_VECTORS
     assert identity_of(bf16) == identity_of(fp32)  # so an index moves between the two as it is
+
+
+# Texts of many lengths, more than two batches of 4, so two workers each get several batches.
+MIXED = [
+    " ".join(f"word{n}" for n in range(length)) + f" ends text {index}."
+    for index, length in enumerate([1, 40, 3, 90, 7, 15, 60, 2, 33, 120, 5, 9, 71, 26, 48, 11, 4])
+]
+
+
+@pytest.fixture(scope="module")
+def two_workers() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(
+        default_embedding_model(), batch_size=4, precision="fp32", threads=2
+    )
+
+
+def encoding_threads(
+    embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The names of the threads each share of an embed_documents call ran on."""
+    names: list[str] = []
+    encode = embedder._encode
+
+    def recording(model: object, texts: list[str]) -> np.ndarray:
+        names.append(threading.current_thread().name)
+        return encode(model, texts)
+
+    monkeypatch.setattr(embedder, "_encode", recording)
+    return names
+
+
+def test_two_workers_give_every_text_the_vector_one_worker_gives_in_order(
+    two_workers: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = encoding_threads(two_workers, monkeypatch)
+    two_workers.yield_cores(1)
+    try:
+        alone = two_workers.embed_documents(MIXED)
+    finally:
+        two_workers.yield_cores(0)
+    assert names == [threading.current_thread().name]
+    names.clear()
+    shared = two_workers.embed_documents(MIXED)
+    assert len(names) == 2 and any(name.startswith("folio-embed") for name in names)
+    assert shared.shape == (len(MIXED), two_workers.dimension)
+    # Distinct texts are far apart, so this also says no row moved.
+    assert cosines(shared, alone).min() > 0.99999
+
+
+def test_one_batch_or_less_is_not_split(
+    two_workers: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = encoding_threads(two_workers, monkeypatch)
+    two_workers.embed_documents(MIXED[:4])
+    assert names == [threading.current_thread().name]
+
+
+def test_a_second_worker_shares_the_weights_but_has_its_own_tokenizer(
+    two_workers: SentenceTransformerEmbedder,
+) -> None:
+    first, second = two_workers._replicas_for(2)
+    pairs = list(zip(first.parameters(), second.parameters(), strict=True))
+    assert pairs and all(mine.data_ptr() == theirs.data_ptr() for mine, theirs in pairs)
+    assert first.tokenizer is not second.tokenizer
