@@ -14,18 +14,19 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
 from rag.chunk import Chunk, chunk_document
-from rag.embed import Embedder
+from rag.embed import Embedder, SharesCores, Vectors
 from rag.errors import BadDocumentError, DatabaseUnavailable, NotFoundError
 from rag.normalize import strip_invisible
 from rag.options import EngineOptions
 from rag.originals import Originals
 from rag.parse import ParsedDocument, parse_pdf, sha256_of
+from rag.prefetch import Prefetcher
 from rag.storage import Store, VectorIndex
 from rag.types import (
     DocumentInfo,
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 EMBED_BATCH = 64
+# Files parsed ahead of the one being embedded (rag.prefetch says why), by count and by bytes.
+PREFETCH_FILES = 4
+PREFETCH_BYTES = 64_000_000
 
 
 def safe_document_name(name: str) -> str:
@@ -130,26 +134,28 @@ class IngestPipeline:
         on_file_done: Callable[[FileOutcome], None] | None = None,
     ) -> IngestReport:
         """Ingest files and folders (recursively, *.pdf). While one file is embedded, the next
-        one is read and parsed in the background, so both cores are busy."""
+        ones are read and parsed in the background, so both cores are busy."""
         started = time.perf_counter()
         report = IngestReport()
         files = list(expand_paths(paths))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="folio-prefetch") as pool:
-            pending: Future[Prepared] | None = None
-            for position, path in enumerate(files):
-                current = (
-                    pending.result() if pending else self._prepare(path, collection, on_progress)
-                )
-                pending = (
-                    pool.submit(self._prepare, files[position + 1], collection, on_progress)
-                    if position + 1 < len(files)
-                    else None
-                )
-                with self._state:
-                    outcome = self._finish(current, collection, on_progress)
-                report.outcomes.append(outcome)
-                if on_file_done is not None:
-                    on_file_done(outcome)
+            ahead = Prefetcher(
+                pool,
+                lambda path: self._prepare(path, collection, on_progress),
+                files,
+                weight=_size_of,
+                max_items=PREFETCH_FILES,
+                max_weight=PREFETCH_BYTES,
+            )
+            try:
+                for current in ahead:
+                    with self._state:
+                        outcome = self._finish(current, collection, on_progress, ahead.busy)
+                    report.outcomes.append(outcome)
+                    if on_file_done is not None:
+                        on_file_done(outcome)
+            finally:
+                ahead.close()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -194,10 +200,42 @@ class IngestPipeline:
         with self._state:
             return self._finish(prepared, collection, on_progress)
 
+    def _embed(
+        self,
+        embedder: Embedder,
+        chunks: Sequence[Chunk],
+        parsing: Callable[[], bool] | None,
+        progress: Callable[[int], None],
+    ) -> Vectors:
+        """Embed in batches of EMBED_BATCH; before each, an embedder that shares cores leaves
+        one to a parse still running ahead (on 2 cores a worker sharing its core with the
+        parse child holds the other worker up: 17.8 against 17.0 pages/s on the papers)."""
+        import numpy as np
+
+        sharing = embedder if isinstance(embedder, SharesCores) and parsing else None
+        vectors = []
+        try:
+            for _start, batch in batches(chunks, EMBED_BATCH):
+                if sharing is not None and parsing is not None:
+                    sharing.yield_cores(1 if parsing() else 0)
+                vectors.append(embedder.embed_documents([_embedding_text(c) for c in batch]))
+                progress(batch[-1].page)
+        finally:
+            if sharing is not None:
+                sharing.yield_cores(0)
+        if not vectors:
+            return np.zeros((0, embedder.dimension), dtype=np.float32)
+        return np.concatenate(vectors)
+
     def _finish(
-        self, prepared: Prepared, collection: str, on_progress: IngestProgressCallback | None
+        self,
+        prepared: Prepared,
+        collection: str,
+        on_progress: IngestProgressCallback | None,
+        parsing: Callable[[], bool] | None = None,
     ) -> FileOutcome:
-        """Chunk, embed in bounded batches, and commit one parsed file to both stores."""
+        """Chunk, embed in bounded batches, and commit one parsed file to both stores; while
+        `parsing()` says a parse child is busy, the embedder leaves it a core."""
         name = prepared.name
         if prepared.duplicate_of is None and prepared.parsed is not None:
             # The prefetch thread checked before earlier files of this ingest were committed.
@@ -221,20 +259,14 @@ class IngestPipeline:
             parsed.pages, self._options.chunk_words, self._options.chunk_overlap
         )
         total_pages = len(parsed.pages)
+
+        def progress(page: int) -> None:
+            if on_progress is not None:
+                on_progress(name, page, total_pages)
+
         embedder = self._embedder()
         index = self._ready_index(collection)
-        vectors = []
-        for _start, batch in batches(chunks, EMBED_BATCH):
-            vectors.append(embedder.embed_documents([_embedding_text(c) for c in batch]))
-            if on_progress is not None:
-                on_progress(name, batch[-1].page, total_pages)
-        import numpy as np
-
-        matrix = (
-            np.concatenate(vectors)
-            if vectors
-            else np.zeros((0, embedder.dimension), dtype=np.float32)
-        )
+        matrix = self._embed(embedder, chunks, parsing, progress)
         warnings = list(parsed.warnings)
         with index.locked(collection):  # one writer at a time, across processes too
             self._ready_index(collection)  # with what another process wrote meanwhile
@@ -312,6 +344,13 @@ def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
             )
         else:
             yield path
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # _prepare gives the reason
 
 
 def read_limited(path: Path, max_bytes: int) -> bytes:
