@@ -1,7 +1,8 @@
 """Work done ahead of its consumer, in order, with a bound on what waits.
 
-Ingest parses the next files (one core, in a child process) while the current one is embedded:
-parsing then never waits for embedding, and a large file's parse is not left for the end. Each
+Ingest parses the next files (two at a time, each in a child process) while the current one is
+embedded: parsing then never waits for embedding, and a large file's parse is not left for the
+end. The results come back in the files' order, however the parses finish. Each
 parsed file waiting holds its PDF (kept as the original), so what waits is bounded both by
 count and by weight (bytes).
 """

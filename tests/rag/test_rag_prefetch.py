@@ -30,6 +30,25 @@ def test_results_come_in_order_with_at_most_max_items_waiting() -> None:
     assert seen == [item * 10 for item in range(10)]
 
 
+def test_two_lanes_finishing_out_of_order_still_give_results_in_order() -> None:
+    later_done = threading.Event()
+    finished: list[int] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+
+        def work(item: int) -> int:
+            if item == 0:
+                assert later_done.wait(10)  # the first file is the slow one
+            finished.append(item)
+            if item == 1:
+                later_done.set()
+            return item
+
+        ahead = Prefetcher(pool, work, range(4), weight=lambda _: 1, max_items=4, max_weight=10)
+        seen = list(ahead)
+    assert finished[:2] == [1, 0]  # both ran at once, and the second finished first
+    assert seen == [0, 1, 2, 3]
+
+
 def test_weight_bounds_what_waits_but_one_heavy_item_still_runs_ahead() -> None:
     sizes = [5, 60, 30, 30, 30, 200, 1]
     waiting_weights: list[int] = []
