@@ -84,6 +84,7 @@ class IngestPipeline:
         self._options = options
         self._originals = originals  # the PDFs as uploaded, for opening a cited page
         self._state = state
+        self._ocr_turn = threading.Lock()  # files parse two at a time; their OCR takes turns
 
     def forget(self, name: str, *, collection: str) -> DocumentInfo:
         with self._state:
@@ -192,7 +193,7 @@ class IngestPipeline:
                 on_progress(ocr_progress_name(name), done, total)
 
         try:
-            parsed = parse_pdf(data, self._options.parse, ocr_progress)
+            parsed = parse_pdf(data, self._options.parse, ocr_progress, self._ocr_turn)
         except BadDocumentError as exc:
             return Prepared(name, sha, None, exc.message)
         return Prepared(name, sha, parsed, "", data=data)

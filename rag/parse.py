@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -125,14 +126,23 @@ def check_pdf_bytes(data: bytes, limits: ParseLimits) -> None:
 
 
 def parse_pdf(
-    data: bytes, limits: ParseLimits, on_ocr_progress: ProgressCallback | None = None
+    data: bytes,
+    limits: ParseLimits,
+    on_ocr_progress: ProgressCallback | None = None,
+    ocr_turn: AbstractContextManager[Any] | None = None,
 ) -> ParsedDocument:
     """Parse in a child process, then read scanned pages (and, if allowed, figures) from their
     images in a limited OCR child; raise BadDocumentError with a one-line reason if nothing
-    readable comes out."""
+    readable comes out. Files parsed at once share `ocr_turn` (a lock): an OCR child peaks near
+    1 GB and uses its own threads, so only one runs at a time."""
     check_pdf_bytes(data, limits)
     raw = _read_in_child(data, limits)
-    return assemble(raw, limits.ocr, lambda tasks: _ocr(data, tasks, limits.ocr, on_ocr_progress))
+
+    def ocr(tasks: list[OcrTask]) -> list[OcrResult]:
+        with ocr_turn or nullcontext():
+            return _ocr(data, tasks, limits.ocr, on_ocr_progress)
+
+    return assemble(raw, limits.ocr, ocr)
 
 
 def _ocr(

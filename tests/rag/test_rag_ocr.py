@@ -8,6 +8,8 @@ import multiprocessing
 import socket
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pdfs
@@ -15,7 +17,15 @@ import pytest
 
 from rag.errors import BadDocumentError
 from rag.ocr import OcrOptions, OcrResult, OcrTask, model_files, unavailable_reason
-from rag.parse import ParseLimits, RawDocument, RawPage, assemble, parse_pdf, plan_ocr
+from rag.parse import (
+    ParsedDocument,
+    ParseLimits,
+    RawDocument,
+    RawPage,
+    assemble,
+    parse_pdf,
+    plan_ocr,
+)
 from rag.pdfium import ImageBox
 
 # Generous budgets: the shared test machine can be many times slower than a quiet one.
@@ -78,6 +88,43 @@ def test_a_tilted_blurred_scan_is_read_page_by_page_with_progress() -> None:
     assert parsed.pages_from_images == 2
     assert progress[-1] == (2, 2)
     assert multiprocessing.active_children() == []
+
+
+class RecordingTurn:
+    """A lock that counts who holds it, to see that OCR runs only while it is held."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.holders = 0
+        self.entries = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self.holders += 1
+        self.entries += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.holders -= 1
+        self._lock.release()
+
+
+def test_files_parsed_at_once_take_turns_for_ocr_and_text_pages_need_no_turn() -> None:
+    turn = RecordingTurn()
+    holders_while_reading: list[int] = []
+
+    def parse(data: bytes) -> ParsedDocument:
+        return parse_pdf(data, LIMITS,
+                         lambda done, total: holders_while_reading.append(turn.holders), turn)
+
+    scans = [pdfs.scanned_pdf(SCAN_PAGES[:1]), pdfs.scanned_pdf(SCAN_PAGES[1:])]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(parse, scans)
+    assert "lighthouse" in words(first.pages[0].image_text)
+    assert "ferry" in words(second.pages[0].image_text)
+    assert turn.entries == 2 and turn.holders == 0
+    assert holders_while_reading and set(holders_while_reading) == {1}  # always under the turn
+    parse_pdf(pdfs.make_pdf([SCAN_PAGES[0] * 3]), LIMITS, None, turn)
+    assert turn.entries == 2  # a text layer needs no OCR, so it never waits for one
 
 
 @pytest.mark.slow
