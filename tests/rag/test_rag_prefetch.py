@@ -45,7 +45,7 @@ def test_two_lanes_finishing_out_of_order_still_give_results_in_order() -> None:
 
         ahead = Prefetcher(pool, work, range(4), weight=lambda _: 1, max_items=4, max_weight=10)
         seen = list(ahead)
-    assert finished[:2] == [1, 0]  # both ran at once, and the second finished first
+    assert finished.index(1) < finished.index(0)  # both ran at once; the second finished first
     assert seen == [0, 1, 2, 3]
 
 
