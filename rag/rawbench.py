@@ -6,7 +6,6 @@ rag/ imports ML libraries, so the benchmark in bot/ calls this; llama_cpp is imp
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,17 @@ from config.errors import ConfigError
 from rag.cpu import quiet_openmp_threads
 
 
-@functools.cache
-def _model(
-    model_path: str, context_tokens: int, threads: int, batch_tokens: int, extra_buffers: bool
+def load_raw_model(
+    model_path: Path | str,
+    *,
+    context_tokens: int,
+    threads: int,
+    batch_tokens: int = 512,
+    extra_buffers: bool = False,
 ) -> Any:
-    """One `Llama` per configuration, loaded once (loading is not what is being timed)."""
-    # The same OpenMP wait policy and weight buffers as Folio's model process, so the two
-    # differ only in Folio (and the baseline does not segfault on an AMX Xeon).
+    """A `Llama` loaded the way Folio's model process loads it: the same OpenMP wait policy and
+    weight buffers, so the two differ only in Folio (and the baseline does not segfault on an
+    AMX Xeon). The caller closes it (`.close()`)."""
     quiet_openmp_threads()
     from rag.generate import extra_buffer_types
 
@@ -33,7 +36,7 @@ def _model(
         raise ConfigError(f"The generation model {model_path} does not exist.")
     with extra_buffer_types(extra_buffers):
         return Llama(
-            model_path=model_path,
+            model_path=str(model_path),
             n_ctx=context_tokens,
             n_threads=threads,
             n_threads_batch=threads,
@@ -43,27 +46,14 @@ def _model(
 
 
 def time_raw_completion(
-    model_path: Path | str,
-    prompt: str,
-    max_tokens: int,
-    *,
-    context_tokens: int,
-    threads: int,
-    batch_tokens: int = 512,
-    repeat_penalty: float = 1.0,
-    extra_buffers: bool = False,
+    llm: Any, prompt: str, max_tokens: int, *, repeat_penalty: float = 1.0
 ) -> dict[str, Any]:
-    """Greedy streamed completion of `prompt`; returns seconds to the first token and in total.
+    """Greedy streamed completion of `prompt` on a loaded model (`load_raw_model`); returns
+    seconds to the first token and in total.
 
     Result keys: `ttft_s`, `total_s`, `tokens` (streamed pieces, about one per token),
-    `prompt_tokens`, `load_s` (0 when the model was already loaded in this process).
+    `prompt_tokens`.
     """
-    load_started = time.perf_counter()
-    loaded_before = _model.cache_info().currsize
-    llm = _model(str(model_path), context_tokens, threads, batch_tokens, extra_buffers)
-    load_s = (
-        time.perf_counter() - load_started if _model.cache_info().currsize > loaded_before else 0.0
-    )
     prompt_tokens = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
     started = time.perf_counter()
     first: float | None = None
@@ -85,7 +75,6 @@ def time_raw_completion(
         "total_s": total,
         "tokens": pieces,
         "prompt_tokens": prompt_tokens,
-        "load_s": load_s,
     }
 
 

@@ -174,28 +174,34 @@ class RawLlama:
 def _raw_worker(conn: Any, settings: Settings) -> None:
     from rag.model_copy import model_file
     from rag.models import default_generation_model
-    from rag.rawbench import llama_system_info, time_raw_completion
+    from rag.rawbench import llama_system_info, load_raw_model, time_raw_completion
 
     generation = settings.generator
     # The file Folio's model process loads (the embedded model's Q8_0 copy by default).
     model = model_file(generation.model_path or default_generation_model(),
                        generation.weights_to_load, settings.model_cache_dir)
-    options: dict[str, Any] = {
-        "context_tokens": generation.context_tokens,
-        "threads": generation.threads,
-        "batch_tokens": generation.batch_tokens,
-        "repeat_penalty": generation.repeat_penalty,
-        "extra_buffers": generation.extra_buffer_types,
-    }
+    llm = None
     try:
-        loaded = time_raw_completion(model, "Hi", 1, **options)  # load; not measured
-        conn.send((True, {**loaded, "system_info": llama_system_info()}))
+        started = time.perf_counter()
+        llm = load_raw_model(
+            model,
+            context_tokens=generation.context_tokens,
+            threads=generation.threads,
+            batch_tokens=generation.batch_tokens,
+            extra_buffers=generation.extra_buffer_types,
+        )
+        time_raw_completion(llm, "Hi", 1)  # warm; not measured
+        loaded = {"load_s": time.perf_counter() - started, "system_info": llama_system_info()}
+        conn.send((True, loaded))
         while (request := conn.recv()) is not None:
             prompt, max_tokens = request
-            conn.send((True, time_raw_completion(model, prompt, max_tokens, **options)))
+            conn.send((True, time_raw_completion(
+                llm, prompt, max_tokens, repeat_penalty=generation.repeat_penalty)))
     except EOFError:
         pass
     except BaseException:
         conn.send((False, traceback.format_exc()))
     finally:
+        if llm is not None:
+            llm.close()
         conn.close()

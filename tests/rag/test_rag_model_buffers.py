@@ -89,8 +89,10 @@ def test_the_bench_s_raw_baseline_loads_without_extra_buffers_too() -> None:
     that baseline segfaulted on an AMX Xeon. It loads the way Folio's model does."""
     from rag import rawbench
 
-    timed = rawbench.time_raw_completion(default_generation_model(), "Hello", 2,
-                                         context_tokens=512, threads=1)
-    assert timed["tokens"] >= 1
-    llm = rawbench._model(str(default_generation_model()), 512, 1, 512, False)
-    assert llm.model_params.use_extra_bufts is False
+    llm = rawbench.load_raw_model(default_generation_model(), context_tokens=512, threads=1)
+    try:
+        assert llm.model_params.use_extra_bufts is False
+        timed = rawbench.time_raw_completion(llm, "Hello", 2)
+        assert timed["tokens"] >= 1 and timed["total_s"] >= timed["ttft_s"] > 0
+    finally:
+        llm.close()
