@@ -190,9 +190,9 @@ def _raw_worker(conn: Any, settings: Settings) -> None:
             batch_tokens=generation.batch_tokens,
             extra_buffers=generation.extra_buffer_types,
         )
+        load_s = time.perf_counter() - started
         time_raw_completion(llm, "Hi", 1)  # warm; not measured
-        loaded = {"load_s": time.perf_counter() - started, "system_info": llama_system_info()}
-        conn.send((True, loaded))
+        conn.send((True, {"load_s": load_s, "system_info": llama_system_info()}))
         while (request := conn.recv()) is not None:
             prompt, max_tokens = request
             conn.send((True, time_raw_completion(
