@@ -17,6 +17,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from rag.sqlite_wal import prepare_wal_file
+
 logger = logging.getLogger(__name__)
 
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
@@ -188,7 +190,11 @@ class BotDatabase:
     async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> BotDatabase:
         """Open (creating) the file in WAL mode and bring its schema up to date."""
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # The switch to WAL is retried apart: SQLite refuses it at once, without waiting
+            # out the busy timeout, while another process is opening the same new file.
+            await asyncio.to_thread(
+                prepare_wal_file, Path(path), within_s=busy_timeout_ms / 1000
+            )
         conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
         try:
             conn.row_factory = aiosqlite.Row

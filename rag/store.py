@@ -22,8 +22,12 @@ from rag.embed import Vectors
 from rag.errors import DataFolderError
 from rag.normalize import FUNCTION_WORDS
 from rag.parse import ParsedDocument
+from rag.sqlite_wal import enter_wal_mode
 from rag.storage import StoredChunk
 from rag.types import DocumentInfo
+
+# How long a statement waits for another process's write lock before giving up.
+_BUSY_TIMEOUT_S = 5.0
 
 # The first release's schema; everything after it is a recorded migration below.
 _SCHEMA = """
@@ -164,11 +168,12 @@ class DocumentStore:
         db: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=_BUSY_TIMEOUT_S
+            )
+            enter_wal_mode(db, within_s=_BUSY_TIMEOUT_S)  # another process may be opening it too
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
             self._db = db
             self._migrate()
