@@ -50,6 +50,8 @@ QUOTE_WORDS = 25
 
 def stem(word: str) -> str:
     """A light suffix stripper, so "bounces", "bouncing" and "bounced" compare equal."""
+    if word.endswith("ly") and len(word) >= 6:
+        word = word[:-2]  # "normally" -> "normal", "weekly" -> "week"
     for suffix in ("ing", "ed", "es", "s"):
         if len(word) - len(suffix) >= 3 and word.endswith(suffix) and not word.endswith("ss"):
             word = word[: -len(suffix)]

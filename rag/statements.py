@@ -21,6 +21,9 @@ _LEADING_ENUMERATOR = re.compile(r"^(\(?(?:\d{1,2}|[A-Za-z])[.)])\s")
 _LONE_ENUMERATOR = re.compile(r"^\(?(?:\d{1,2}|[A-Za-z])[.)]$")
 # Authors cited by name: "et al." ends no sentence when a reference number follows it.
 _ET_AL = re.compile(r"\bet al\.$")
+# A given name and a middle initial ("Guillaume P."): the sentence goes on with the surname.
+_MIDDLE_INITIAL = re.compile(r"(?:^|\s)[A-Z][a-z]+ [A-Z]\.$")
+_SURNAME = re.compile(r"^[A-Z][a-z]")
 _OPENING_REFERENCE = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")
 # An enumerated item this short is a list entry ("2. Distribution"), not a statement of its own.
 LIST_ITEM_WORDS = 6
@@ -29,7 +32,9 @@ LIST_ITEM_WORDS = 6
 def split_statements(text: str, max_words: int | None = None) -> list[str]:
     """The passage's statements in reading order (see the module docstring), none longer than
     `max_words` words if that is given."""
-    statements = _join_list_items(_move_enumerators(_join_after_names(split_sentences(text))))
+    statements = _join_list_items(
+        _join_initials(_move_enumerators(_join_after_names(split_sentences(text))))
+    )
     if max_words is None:
         return statements
     pieces = []
@@ -46,6 +51,19 @@ def _join_after_names(sentences: list[str]) -> list[str]:
     joined: list[str] = []
     for sentence in sentences:
         if joined and _ET_AL.search(joined[-1]) and _OPENING_REFERENCE.match(sentence):
+            joined[-1] = f"{joined[-1]} {sentence}"
+        else:
+            joined.append(sentence)
+    return joined
+
+
+def _join_initials(sentences: list[str]) -> list[str]:
+    """A sentence split after a middle initial ("... contact: Guillaume P." / "Brat 1.
+    Definitions") joined again, so the name is quoted whole. Runs after the enumerators have
+    moved: an initial still at a sentence's end numbers no item."""
+    joined: list[str] = []
+    for sentence in sentences:
+        if joined and _MIDDLE_INITIAL.search(joined[-1]) and _SURNAME.match(sentence):
             joined[-1] = f"{joined[-1]} {sentence}"
         else:
             joined.append(sentence)
@@ -116,6 +134,12 @@ def _join_list_items(sentences: list[str]) -> list[str]:
         list_style = ""
         joined.append(sentence)
     return joined
+
+
+def item_number(statement: str) -> tuple[str, int] | None:
+    """The numbering style and number of an enumerated item ("(2) ..." -> ("(digit)", 2))."""
+    leading = _LEADING_ENUMERATOR.match(statement)
+    return _numbering(leading.group(1)) if leading else None
 
 
 def opens_with_enumerator(statement: str) -> bool:

@@ -113,6 +113,11 @@ def test_content_words_drop_function_words_and_inflections() -> None:
     # Inflected forms compare equal, so a paraphrase of the page still counts as support.
     assert content_words("ball bounces, net hits") == content_words("ball bouncing, net hitting")
     assert content_words("annotated") == content_words("annotates")
+    # An adverb meets its adjective or noun ("normally" / "normal", "weekly" / "week"), but a
+    # short word ending in -ly keeps its ending ("apply" is not "app").
+    assert content_words("normally accessed") == content_words("normal access")
+    assert content_words("weekly") == content_words("weeks")
+    assert content_words("apply") != content_words("app")
 
 
 @pytest.mark.parametrize(

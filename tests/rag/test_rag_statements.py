@@ -65,6 +65,16 @@ def test_et_al_before_a_reference_number_ends_no_sentence() -> None:
     ]
 
 
+def test_a_middle_initial_ends_no_sentence_but_an_enumerator_still_opens_its_item() -> None:
+    text = ("Point of contact for the software: Guillaume P. Brat at the research centre. "
+            "Rights granted: 5. Offer for sale C. Under patent rights the agency grants more.")
+    assert split_statements(text) == [
+        "Point of contact for the software: Guillaume P. Brat at the research centre.",
+        "Rights granted: 5. Offer for sale",
+        "C. Under patent rights the agency grants more.",
+    ]
+
+
 def test_a_piece_of_a_sentence_is_completed_from_the_page() -> None:
     page = ("Records are kept as follows: a. All records of a move will be retained for a period "
             "of 10 years. b. Copies go to the central office.")
