@@ -25,7 +25,7 @@ from rag.cite import content_words
 from rag.extract import MAX_SENTENCE_WORDS, Evidence
 from rag.normalize import normalize_for_match
 from rag.running_text import RunningText
-from rag.statements import opens_with_enumerator, split_statements, whole_statement
+from rag.statements import item_number, opens_with_enumerator, split_statements, whole_statement
 from rag.types import Citation
 
 QuestionKind = Literal["list", "why", "lookup"]
@@ -63,7 +63,10 @@ _REFERS_BACK = re.compile(
 # A statement that announces the items after it: a lead-in ("... only for:", "... for the
 # following: (1) TDY ...") followed by enumerated items, or a count ("introduces two simple
 # attacks ...") followed by ordinal sentences that start at the first ("The first attack is ...").
-_LEAD_IN = re.compile(r":$|:\s+\(?(?:\d{1,2}|[A-Za-z])[.)]\s|\bfollowing\b", re.IGNORECASE)
+_LEAD_IN = re.compile(
+    r":$|:\s+\(?(?:\d{1,2}|[A-Za-z])[.)]\s|\bfollowing\b|\bbelow\b(?!\s*[$\d])", re.IGNORECASE
+)
+_RUN_ON_SENTENCES = 2  # sentences an enumerated item may run on for, before its next item
 _COUNT = re.compile(r"\b(?:two|three|four|five|six|several)\b", re.IGNORECASE)
 _FIRST = re.compile(r"^(?:the |in the |a )?first\b", re.IGNORECASE)
 _ORDINAL = re.compile(
@@ -184,7 +187,7 @@ def choose_evidence(
             continue
         chosen.append(item)
         said.append(words)
-    return _with_items(_with_antecedents(chosen), limits.list_items, page_text)
+    return _with_items(_with_antecedents(chosen), 2 * limits.list_items, page_text)
 
 
 def _items_of_one_list(item: Evidence, other: Evidence) -> bool:
@@ -209,14 +212,16 @@ def _with_items(
         before = {e.sentence for e in chosen[: index + 1]}
         items = [following
                  for following in _announced_items(item.sentence, page or item.passage.text,
-                                                   lead_in=lead_in)
-                 if following not in before][:most]
+                                                   lead_in=lead_in, most=most)
+                 if following not in before]
         if items:
             expanded = [*chosen[: index + 1],
                         *(Evidence(item.passage, following, item.score) for following in items)]
             # An item chosen on its own moves up into its list rather than standing twice.
             rest = [e for e in chosen[index + 1:] if e.sentence not in items]
-            return expanded + rest[: max(0, len(chosen) - len(expanded))]
+            # An item's run-on sentences take no one's place: they are part of the item.
+            run_on = sum(1 for following in items if item_number(following) is None) if lead_in else 0
+            return expanded + rest[: max(0, len(chosen) - len(expanded) + run_on)]
     return list(chosen)
 
 
@@ -228,23 +233,41 @@ def _announces(sentence: str) -> bool | None:
     return False if _COUNT.search(sentence) else None
 
 
-def _announced_items(sentence: str, text: str, *, lead_in: bool) -> list[str]:
-    """The items that follow `sentence` in `text` (its page or passage; the items may be in
-    the next chunk)."""
+def _announced_items(sentence: str, text: str, *, lead_in: bool, most: int) -> list[str]:
+    """The items (at most `most`) that follow `sentence` in `text` (its page or passage; the
+    items may be in the next chunk). An enumerated item may run on for a sentence or two
+    ("(1) ... referred to NCIS. Record of the referral will be kept ..."): they come with it
+    when the next item continues the numbering ("(2) ...")."""
     statements = split_statements(text, MAX_SENTENCE_WORDS)
     wanted = normalize_for_match(sentence)
     at = next((i for i, s in enumerate(statements) if wanted in normalize_for_match(s)), None)
     if at is None:
         return []
     items: list[str] = []
+    counted = 0
+    run_on: list[str] = []
+    last: tuple[str, int] | None = None
     for following in statements[at + 1:]:
-        if lead_in:
-            opens_an_item = opens_with_enumerator(following)
-        else:  # the first, then the second, third ... or "another", "finally"
-            opens_an_item = bool((_ORDINAL if items else _FIRST).match(following))
-        if not opens_an_item:
+        if counted >= most:
             break
-        items.append(following)
+        if not lead_in:  # the first, then the second, third ... or "another", "finally"
+            if not (_ORDINAL if items else _FIRST).match(following):
+                break
+            items.append(following)
+            counted += 1
+            continue
+        number = item_number(following)
+        if number is None:
+            if not items or len(run_on) >= _RUN_ON_SENTENCES:
+                break
+            run_on.append(following)
+            continue
+        if run_on and (last is None or number != (last[0], last[1] + 1)):
+            break
+        items += [*run_on, following]
+        run_on = []
+        last = number
+        counted += 1
     return items
 
 

@@ -239,8 +239,43 @@ def test_a_lead_in_brings_the_items_it_announces() -> None:
         "c. Directed travel after arrival at the new duty station.",
         "d. Awaiting completion of a residence under construction.",
     ]  # and not the unnumbered statement after the list
+    # A list's items are capped at twice `list_items` (one list, not separate sentences).
     assert len(choose_evidence([_from(STORAGE, lead_in, 1.9)], "list",
-                               CompositionLimits(list_items=2))) == 3
+                               CompositionLimits(list_items=1))) == 3
+
+
+def test_items_announced_as_below_come_but_an_amount_below_announces_nothing() -> None:
+    text = ("Claims suspected of fraud are handled by one of the processes below. (1) A claim "
+            "of $5,000 or more goes to the investigators. (2) A smaller claim goes to the "
+            "commanding officer. The audit team keeps a record.")
+    lead_in = "Claims suspected of fraud are handled by one of the processes below."
+    assert [e.sentence[:3] for e in choose_evidence(
+        [_from(text, lead_in, 1.9)], "lookup", CompositionLimits())] == ["Cla", "(1)", "(2)"]
+    text = ("Claims below $5,000 go to the commanding officer. (1) The officer reviews them. "
+            "(2) The officer decides.")
+    amount = "Claims below $5,000 go to the commanding officer."
+    assert [e.sentence for e in choose_evidence(
+        [_from(text, amount, 1.9)], "lookup", CompositionLimits())] == [amount]
+
+
+def test_an_item_that_runs_on_keeps_its_sentences_when_the_numbering_goes_on() -> None:
+    text = ("Fraud is handled by the processes below. (1) A large claim goes to the "
+            "investigators. A record of the referral is kept. (2) A small claim goes to the "
+            "commanding officer.")
+    lead_in = "Fraud is handled by the processes below."
+    weaker = ["Auditors work from the regional office.", "Every move is reviewed twice.",
+              "Members may appeal within a year."]
+    evidence = [_from(text, lead_in, 1.9), *(_from(" ".join(weaker), w, 1.5) for w in weaker)]
+    chosen = choose_evidence(evidence, "lookup", CompositionLimits(sentences=4))
+    # The two items take the places of two weaker sentences; the run-on sentence takes none.
+    assert [e.sentence[:12] for e in chosen] == [
+        lead_in[:12], "(1) A large ", "A record of ", "(2) A small ", "Auditors wor"]
+    # Without a next item the unnumbered sentence ends the list and is not quoted as part of it.
+    text = ("Fraud is handled by the processes below. (1) A large claim goes to the "
+            "investigators. A record of the referral is kept. Appeals go to the board.")
+    assert [e.sentence[:12] for e in choose_evidence(
+        [_from(text, lead_in, 1.9)], "lookup", CompositionLimits())] == [
+        lead_in[:12], "(1) A large "]
 
 
 def test_a_count_brings_the_ordinal_sentences_that_start_at_the_first() -> None:
