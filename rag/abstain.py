@@ -36,9 +36,15 @@ class AbstentionRules:
     """The name checks over one store; `vocabulary` is the embedder's word list (loaded lazily,
     so common words are skipped without a database lookup)."""
 
-    def __init__(self, store: TermLookup, vocabulary: Callable[[], frozenset[str]]) -> None:
+    def __init__(
+        self,
+        store: TermLookup,
+        vocabulary: Callable[[], frozenset[str]],
+        english: Callable[[], frozenset[str]] = frozenset,
+    ) -> None:
         self._store = store
         self._vocabulary = vocabulary
+        self._english = english  # everyday words (rag.english), read only when first needed
 
     def unknown_terms(
         self, question: str, collection: str, passages: Sequence[Passage] = ()
@@ -53,6 +59,10 @@ class AbstentionRules:
                 continue
             if _common_compound(term, question, vocabulary):
                 continue  # "cutoff" where the documents say "threshold" is no unknown name
+            if _in_lower_case(term, question) and any(
+                form in self._english() for form in word_forms(term)
+            ):
+                continue  # "gnarly", "regenerate": the asker's wording, not a name
             if not self.mentions(collection, term, None, passages):
                 unknown.append(term)
         return unknown
@@ -62,8 +72,9 @@ class AbstentionRules:
         passages: Sequence[Passage],
     ) -> bool:
         """Whether the documents mention `term`: as a word, as another form of it ("binaries",
-        "binary"), as a word of a document's file name, or as the initials of words in the
-        passages found ("NOSA": NASA Open Source Agreement)."""
+        "binary"), as a word of a document's file name, as the initials of words in the
+        passages found ("NOSA": NASA Open Source Agreement), or, four letters or more, as a
+        part of a word in them ("tasn1" for "Libtasn1": a name said short)."""
         if self._store.term_in_collection(collection, term, documents):
             return True
         root = word_root(term)
@@ -74,6 +85,8 @@ class AbstentionRules:
         names = documents if documents is not None else [p.document for p in passages]
         titles = [" ".join(re.split(r"[^a-z0-9]+", name.lower())) for name in names]
         if any(term in title.split() or spells_initials(term, title) for title in titles):
+            return True
+        if len(term) >= 4 and any(term in p.text.lower() for p in passages):
             return True
         return any(spells_initials(term, p.text) for p in passages)
 
@@ -101,11 +114,17 @@ class AbstentionRules:
         return missing
 
 
+def _in_lower_case(term: str, question: str) -> bool:
+    """Whether the question writes `term` in lower case only: "Cutoff" or "MTurk" in the
+    middle of a question is written as a name, whatever the dictionary says."""
+    written = [w for w in re.findall(r"[\w'’-]+", question) if w.lower().startswith(term)]
+    return bool(written) and not any(ch.isupper() for w in written for ch in w)
+
+
 def _common_compound(term: str, question: str, vocabulary: frozenset[str]) -> bool:
     """Whether `term` is written in lower case in the question and is two common words run
     together ("cutoff", "offsite"): an everyday compound, not a name. "FedRAMP" is a name."""
-    written = [w for w in re.findall(r"[\w'’-]+", question) if w.lower().startswith(term)]
-    if not written or any(ch.isupper() for w in written for ch in w):
+    if not _in_lower_case(term, question):
         return False
     root = word_root(term)
     return any(

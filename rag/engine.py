@@ -19,6 +19,7 @@ from rag.abstain import AbstentionRules, vocabulary_of
 from rag.answering import AnswerPipeline
 from rag.backends import IndexFactory
 from rag.embed import Embedder
+from rag.english import english_words
 from rag.generate import Generator
 from rag.ingest import IngestPipeline
 from rag.lazy import Lazy
@@ -74,7 +75,7 @@ class RagEngine:
         # not thread-safe, and a search must not see half an ingest); generation, the slow
         # part, runs outside it, so with a generation server several answers overlap.
         self._state = threading.RLock()
-        self._rules = AbstentionRules(store, self._vocabulary.get)
+        self._rules = AbstentionRules(store, self._vocabulary.get, Lazy(english_words).get)
         self._ingest = IngestPipeline(
             store, self._embedder.get, self._index.get, self._ready_index, options, originals,
             self._state,

@@ -15,6 +15,7 @@ from rag.answering import page_relevance
 from rag.chunk import chunk_document
 from rag.cite import GroundedSentence, drop_off_topic_pages
 from rag.embed import Vectors
+from rag.english import english_words
 from rag.extract import (
     Evidence,
     asks_for_a_number,
@@ -332,6 +333,39 @@ def test_a_name_the_answering_documents_never_mention_is_reported(
     assert rules.names_missing_from("Were English ferries counted?", ferries, "papers") == []
     assert rules.names_missing_from("Bay ferries?", ferries, "papers") == []
     assert rules.names_missing_from(question, [], "papers") == []
+
+
+def test_an_everyday_word_in_lower_case_is_no_unknown_name(store: DocumentStore) -> None:
+    """With the packaged English word list: casual wording the documents never use is no
+    reason to decline; a name is, and so is an everyday word written as a name."""
+    rules = AbstentionRules(store, frozenset, english_words)
+    assert rules.unknown_terms("can we regenerate the gnarly ferries list?", "papers") == []
+    assert rules.unknown_terms("did they use mturk for the ferries?", "papers") == ["mturk"]
+    assert rules.unknown_terms("was the Gnarly survey of ferries cited?", "papers") == ["gnarly"]
+
+
+def test_a_name_said_short_is_mentioned_by_the_longer_word_in_the_passages(
+    store: DocumentStore,
+) -> None:
+    rules = AbstentionRules(store, lambda: frozenset(["parse", "under"]))
+    found = [passage("Libtasn1 parses the ferries schema.", document="ferries.pdf")]
+    assert rules.unknown_terms("does tasn1 parse it?", "papers", found) == []
+    assert rules.unknown_terms("does tasn1 parse it?", "papers") == ["tasn1"]
+    # Three letters are too few to be a name's part ("gpl" inside "lgpl" is another licence).
+    lgpl = [passage("The library is under the LGPL.", document="ferries.pdf")]
+    assert rules.unknown_terms("is it under the GPL?", "papers", lgpl) == ["gpl"]
+
+
+def test_the_english_word_list_is_read_from_its_package_or_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    words = english_words()
+    assert {"regenerate", "bake", "linker"} <= words and "fedramp" not in words
+    import rag.english
+
+    monkeypatch.setattr(rag.english, "_PACKAGE", "no_such_word_list_package")
+    with pytest.raises(RuntimeError, match="pip install pyspellchecker"):
+        rag.english.english_words_file()
 
 
 def test_a_lower_case_compound_of_common_words_is_no_unknown_name(store: DocumentStore) -> None:

@@ -155,6 +155,20 @@ def test_a_question_naming_what_the_documents_never_mention_abstains(guide: Env)
     assert answer.text == "" and answer.tokens == 0
 
 
+def test_casual_words_no_document_uses_do_not_make_an_answerable_question_declined(
+    guide: Env,
+) -> None:
+    # The asker's own wording ("gnarly", "timetabling", "honestly") is on no page: it neither
+    # reads as an unknown name (they are everyday English) nor counts against the match.
+    answer = guide.engine.answer(
+        "honestly our crew's timetabling spreadsheet is gnarly and nobody trusts it, so how "
+        "often does the ferry to Marrow Island depart?",
+        collection="guide",
+    )
+    assert not answer.abstained, answer.text
+    assert ("guide.pdf", 2) in cited_pages(answer)
+
+
 _CITED_RUN = re.compile(r"(.+?)\[guide\.pdf p\.(\d)\]", re.DOTALL)
 
 
