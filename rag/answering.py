@@ -17,6 +17,7 @@ from dataclasses import replace
 from rag.abstain import AbstentionRules
 from rag.checked_writing import CheckedWriting
 from rag.chunk import split_sentences
+from rag.cite import content_words
 from rag.compose import Part, compose, render_parts
 from rag.extract import Evidence, covers, rank_evidence
 from rag.followup import Standalone, standalone_question
@@ -26,6 +27,7 @@ from rag.options import EngineOptions
 from rag.prompt import PromptBuilder
 from rag.sentence_vectors import SentenceVectors
 from rag.storage import Store
+from rag.store import question_terms
 from rag.types import (
     Answer,
     AnswerProgress,
@@ -112,7 +114,13 @@ class AnswerPipeline:
         )
         with self._state:
             sentences = self._sentence_vectors()
+            # Words of the question that no document uses (the unknown-name rules above have
+            # judged them wording, not names) cannot count against any sentence's match.
+            unmatchable = {word for term in question_terms(query)
+                           if not self._rules.mentions(collection, term, None, passages)
+                           for word in content_words(term)}
             evidence = rank_evidence(query, passages, sentences.embedder,
+                                     unmatchable=unmatchable,
                                      embed_sentences=sentences.embed,
                                      context=standalone.context,
                                      context_weight=options.follow_up_weight)
@@ -126,8 +134,10 @@ class AnswerPipeline:
         )
         if absent:
             return finish(f"the documents found never mention {', '.join(absent)}")
-        if not evidence or max(e.match for e in evidence) < options.min_evidence_score:
-            return finish("no sentence answers the question closely enough")
+        closest = max((e.match for e in evidence), default=0.0)
+        logger.debug("best evidence match %.3f", closest)
+        if closest < options.min_evidence_score:
+            return finish(f"no sentence answers the question closely enough ({closest:.2f})")
 
         if standalone.context:
             # A follow-up asks for more than the previous answer said: its sentences are not

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -54,6 +54,7 @@ def rank_evidence(
     embed_sentences: Callable[[Sequence[str]], Vectors] | None = None,
     context: str = "",
     context_weight: float = 0.0,
+    unmatchable: Set[str] = frozenset(),
 ) -> list[Evidence]:
     """Every statement (rag.statements) of the passages, best first (distinct ones only,
     figure labels left out), each with the statement before it. Score: cosine similarity to
@@ -63,7 +64,9 @@ def rank_evidence(
     `context` (a follow-up's previous answer: the follow-up continues where it left off), which
     each sentence also carries on its own (rag.compose keeps what is asked now in view).
     `embed_sentences` (default: the embedder's document vectors) may remember vectors between
-    questions."""
+    questions. `unmatchable` are question words (as `content_words` gives them) that the
+    collection never uses: the asker's wording ("our sloppy certs"), which no sentence can
+    hold, so the keyword overlap is the share of the other words."""
     candidates: list[tuple[Passage, str, str]] = []
     seen: set[str] = set()
     for passage in passages:
@@ -83,7 +86,7 @@ def rank_evidence(
     similarities = vectors @ query
     to_context = (vectors @ embedder.embed_query(context) if context
                   else np.zeros(len(candidates), dtype=np.float32))
-    question_words = content_words(question)
+    question_words = content_words(question) - unmatchable
     wants_number = asks_for_a_number(question)
     sentence_words = [content_words(sentence) for _, sentence, _ in candidates]
     weights = keyword_weights(question_words, sentence_words)

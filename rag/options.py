@@ -18,7 +18,7 @@ class EngineOptions:
     min_dense_score: float
     prompt: PromptLimits
     parse: ParseLimits
-    min_evidence_score: float = 0.95
+    min_evidence_score: float = 0.98
     evidence_sentences: int = 6
     abstain_on_unknown_terms: bool = True
     answer_mode: str = "evidence"

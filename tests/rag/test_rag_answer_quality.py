@@ -150,6 +150,21 @@ def test_a_question_that_asks_no_quantity_gets_no_number_bonus() -> None:
     assert ranked[0].score == pytest.approx(ranked[1].score)
 
 
+def test_words_the_collection_never_uses_do_not_count_against_the_match() -> None:
+    """A casually worded question ("our certs have sloppy timestamps: ...") holds words no
+    document has; they cannot be matched by any sentence, so the share of the question's words
+    a sentence holds is taken over the others (the abstention threshold reads this share)."""
+    text = "The decoder checks the time fields strictly. The library parses schemas."
+    question = "Does the decoder check time fields strictly for our sloppy certs?"
+    plain = rank_evidence(question, [passage(text)], SameVectorEmbedder())
+    casual = rank_evidence(question, [passage(text)], SameVectorEmbedder(),
+                           unmatchable={"sloppy", "cert"})
+    assert casual[0].sentence == plain[0].sentence == "The decoder checks the time fields strictly."
+    # It holds all five words the documents use (decoder, check, time, field, strictly), and
+    # five of the question's seven.
+    assert casual[0].match - plain[0].match == pytest.approx(1.5 * (5 / 5 - 5 / 7))
+
+
 # --- which question words choose among the candidates ------------------------------------------
 
 
