@@ -18,6 +18,8 @@ from rag.normalize import normalize_for_match
 # An enumerator ("1.", "b.", "B.", "(2)") at the end or the start of a sentence.
 _TRAILING_ENUMERATOR = re.compile(r"\s+(\(?(?:\d{1,2}|[A-Za-z])[.)])$")
 _LEADING_ENUMERATOR = re.compile(r"^(\(?(?:\d{1,2}|[A-Za-z])[.)])\s")
+# Abbreviations that end no sentence, whatever follows them ("(e.g. "application-x-generic")").
+_ABBREVIATION = re.compile(r"(?:^|[\s(])(?:e\.g|i\.e|cf|vs)\.$", re.IGNORECASE)
 _LONE_ENUMERATOR = re.compile(r"^\(?(?:\d{1,2}|[A-Za-z])[.)]$")
 # Authors cited by name: "et al." ends no sentence when a reference number follows it.
 _ET_AL = re.compile(r"\bet al\.$")
@@ -32,9 +34,8 @@ LIST_ITEM_WORDS = 6
 def split_statements(text: str, max_words: int | None = None) -> list[str]:
     """The passage's statements in reading order (see the module docstring), none longer than
     `max_words` words if that is given."""
-    statements = _join_list_items(
-        _join_initials(_move_enumerators(_join_after_names(split_sentences(text))))
-    )
+    sentences = _join_after_names(split_sentences(text))
+    statements = _join_list_items(_join_initials(_move_enumerators(sentences)))
     if max_words is None:
         return statements
     pieces = []
@@ -47,10 +48,12 @@ def split_statements(text: str, max_words: int | None = None) -> list[str]:
 
 def _join_after_names(sentences: list[str]) -> list[str]:
     """A sentence split after "et al." before a reference number ("Kamble et al. [59]
-    implemented ...") joined again: the split would leave a subjectless "[59] implemented ..."."""
+    implemented ...") joined again: the split would leave a subjectless "[59] implemented ...".
+    So is one split after "e.g.", "i.e.", "cf." or "vs." (an example is no new sentence)."""
     joined: list[str] = []
     for sentence in sentences:
-        if joined and _ET_AL.search(joined[-1]) and _OPENING_REFERENCE.match(sentence):
+        if joined and (_ABBREVIATION.search(joined[-1]) or (
+                _ET_AL.search(joined[-1]) and _OPENING_REFERENCE.match(sentence))):
             joined[-1] = f"{joined[-1]} {sentence}"
         else:
             joined.append(sentence)

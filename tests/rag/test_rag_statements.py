@@ -65,6 +65,16 @@ def test_et_al_before_a_reference_number_ends_no_sentence() -> None:
     ]
 
 
+def test_an_example_after_e_g_or_i_e_ends_no_sentence() -> None:
+    text = ('The icon is named from the media type (e.g. "video" in "video/ogg") and ends in '
+            '"-x-generic" (i.e. "video-x-generic"). Only one icon is allowed.')
+    assert split_statements(text) == [
+        'The icon is named from the media type (e.g. "video" in "video/ogg") and ends in '
+        '"-x-generic" (i.e. "video-x-generic").',
+        "Only one icon is allowed.",
+    ]
+
+
 def test_a_middle_initial_ends_no_sentence_but_an_enumerator_still_opens_its_item() -> None:
     text = ("Point of contact for the software: Guillaume P. Brat at the research centre. "
             "Rights granted: 5. Offer for sale C. Under patent rights the agency grants more.")
