@@ -66,7 +66,8 @@ def rank_evidence(
     `embed_sentences` (default: the embedder's document vectors) may remember vectors between
     questions. `unmatchable` are question words (as `content_words` gives them) that the
     collection never uses: the asker's wording ("our sloppy certs"), which no sentence can
-    hold, so the keyword overlap is the share of the other words."""
+    hold, so `match` counts the share of the other words (the ranking score still counts
+    every word: measured, leaving them out of it too moved which sentences join the lead)."""
     candidates: list[tuple[Passage, str, str]] = []
     seen: set[str] = set()
     for passage in passages:
@@ -86,7 +87,8 @@ def rank_evidence(
     similarities = vectors @ query
     to_context = (vectors @ embedder.embed_query(context) if context
                   else np.zeros(len(candidates), dtype=np.float32))
-    question_words = content_words(question) - unmatchable
+    question_words = content_words(question)
+    matchable = question_words - unmatchable  # what `match` (the abstention scale) counts
     wants_number = asks_for_a_number(question)
     sentence_words = [content_words(sentence) for _, sentence, _ in candidates]
     weights = keyword_weights(question_words, sentence_words)
@@ -98,7 +100,7 @@ def rank_evidence(
         base = float(similarity) + context_weight * float(closeness)
         if wants_number and states_a_number(sentence):
             base += number_bonus
-        match = base + keyword_weight * (len(shared) / len(question_words) if question_words
+        match = base + keyword_weight * (len(shared & matchable) / len(matchable) if matchable
                                          else 0.0)
         score = base + keyword_weight * weighted_share(shared, weights)
         ranked.append(Evidence(passage, sentence, score, before, float(closeness), match))

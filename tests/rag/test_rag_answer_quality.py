@@ -163,6 +163,8 @@ def test_words_the_collection_never_uses_do_not_count_against_the_match() -> Non
     # It holds all five words the documents use (decoder, check, time, field, strictly), and
     # five of the question's seven.
     assert casual[0].match - plain[0].match == pytest.approx(1.5 * (5 / 5 - 5 / 7))
+    # The ranking score still counts every word: it decides which sentences join the lead.
+    assert [e.score for e in casual] == pytest.approx([e.score for e in plain])
 
 
 # --- which question words choose among the candidates ------------------------------------------
