@@ -112,13 +112,13 @@ class AnswerPipeline:
             if options.abstain_on_unknown_terms
             else []
         )
+        # Words of the question that no document uses (the unknown-name rules above have
+        # judged them wording, not names) cannot count against any sentence's match.
+        unmatchable = {word for term in question_terms(query)
+                       if not self._rules.mentions(collection, term, None, passages)
+                       for word in content_words(term)}
         with self._state:
             sentences = self._sentence_vectors()
-            # Words of the question that no document uses (the unknown-name rules above have
-            # judged them wording, not names) cannot count against any sentence's match.
-            unmatchable = {word for term in question_terms(query)
-                           if not self._rules.mentions(collection, term, None, passages)
-                           for word in content_words(term)}
             evidence = rank_evidence(query, passages, sentences.embedder,
                                      unmatchable=unmatchable,
                                      embed_sentences=sentences.embed,

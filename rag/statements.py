@@ -11,6 +11,7 @@ extraction) is cut into pieces instead of losing its tail.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from rag.chunk import split_sentences
 from rag.normalize import normalize_for_match
@@ -50,23 +51,25 @@ def _join_after_names(sentences: list[str]) -> list[str]:
     """A sentence split after "et al." before a reference number ("Kamble et al. [59]
     implemented ...") joined again: the split would leave a subjectless "[59] implemented ...".
     So is one split after "e.g.", "i.e.", "cf." or "vs." (an example is no new sentence)."""
-    joined: list[str] = []
-    for sentence in sentences:
-        if joined and (_ABBREVIATION.search(joined[-1]) or (
-                _ET_AL.search(joined[-1]) and _OPENING_REFERENCE.match(sentence))):
-            joined[-1] = f"{joined[-1]} {sentence}"
-        else:
-            joined.append(sentence)
-    return joined
+    return _rejoined(sentences, lambda previous, sentence: bool(
+        _ABBREVIATION.search(previous)
+        or (_ET_AL.search(previous) and _OPENING_REFERENCE.match(sentence))))
 
 
 def _join_initials(sentences: list[str]) -> list[str]:
     """A sentence split after a middle initial ("... contact: Guillaume P." / "Brat 1.
     Definitions") joined again, so the name is quoted whole. Runs after the enumerators have
     moved: an initial still at a sentence's end numbers no item."""
+    return _rejoined(sentences, lambda previous, sentence: bool(
+        _MIDDLE_INITIAL.search(previous) and _SURNAME.match(sentence)))
+
+
+def _rejoined(sentences: list[str], goes_on: Callable[[str, str], bool]) -> list[str]:
+    """Each sentence that `goes_on(previous, sentence)` says continues the one before it,
+    appended to it."""
     joined: list[str] = []
     for sentence in sentences:
-        if joined and _MIDDLE_INITIAL.search(joined[-1]) and _SURNAME.match(sentence):
+        if joined and goes_on(joined[-1], sentence):
             joined[-1] = f"{joined[-1]} {sentence}"
         else:
             joined.append(sentence)
