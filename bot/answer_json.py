@@ -16,6 +16,9 @@ def answer_record(answer: Any, seconds: float) -> dict[str, Any]:
         "cited_from_images": [[c.document, c.page] for c in answer.citations if c.from_image],
         "retrieved": [[p.document, p.page] for p in answer.retrieved],
         "abstained": answer.abstained,
+        "declined_because": answer.declined_because,
+        "evidence_match": (None if answer.evidence_match is None
+                           else round(answer.evidence_match, 4)),
         "shortened": answer.shortened,
         "seconds": round(seconds, 3),
         "ttft_seconds": (

@@ -10,7 +10,7 @@ the only ones able to answer, never mention). No model call is involved.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Protocol
 
 from rag.embed import Embedder
@@ -40,7 +40,7 @@ class AbstentionRules:
         self,
         store: TermLookup,
         vocabulary: Callable[[], frozenset[str]],
-        english: Callable[[], frozenset[str]] = frozenset,
+        english: Callable[[], Container[str]] = frozenset,
     ) -> None:
         self._store = store
         self._vocabulary = vocabulary

@@ -26,6 +26,7 @@ from rag.normalize import strip_invisible
 from rag.options import EngineOptions
 from rag.prompt import PromptBuilder
 from rag.sentence_vectors import SentenceVectors
+from rag.spelling import Spelling
 from rag.storage import Store
 from rag.store import question_terms
 from rag.types import (
@@ -59,6 +60,7 @@ class AnswerPipeline:
         options: EngineOptions,
         state: threading.RLock,
         sentence_vectors: Callable[[], SentenceVectors],
+        spelling: Spelling | None = None,
     ) -> None:
         # Evidence sentences' vectors, remembered, by the evidence embedder (int8 by default:
         # rag.embed.make_evidence_embedder), which also embeds the question they are scored on.
@@ -69,6 +71,7 @@ class AnswerPipeline:
         self._rules = rules
         self._options = options
         self._state = state
+        self._spelling = spelling
 
     def answer(
         self,
@@ -88,6 +91,9 @@ class AnswerPipeline:
         question = strip_invisible(question).strip()
         if on_progress:
             on_progress(AnswerProgress("searching"))
+        if self._spelling is not None:  # "diffrent" is searched, ranked and judged as "different"
+            question = self._spelling.correct(
+                question, lambda word: self._rules.mentions(collection, word, None, ()))
         standalone = standalone_question(question, history)
         query = standalone.query
         # Sentences are chosen from more passages than are shown as the closest pages.
@@ -99,6 +105,7 @@ class AnswerPipeline:
         def finish(reason: str = "") -> Answer:
             if reason:
                 logger.info("abstained: %s", reason)
+                answer.declined_because = reason
             answer.citations = self._mark_from_image(answer.citations, collection)
             timings.total = time.perf_counter() - started
             return answer
@@ -125,6 +132,8 @@ class AnswerPipeline:
                                      context=standalone.context,
                                      context_weight=options.follow_up_weight)
         timings.retrieval = time.perf_counter() - started
+        closest = max((e.match for e in evidence), default=0.0)
+        answer.evidence_match = closest
         if unknown:
             return finish(f"the collection never mentions {', '.join(unknown)}")
         absent = (
@@ -134,7 +143,6 @@ class AnswerPipeline:
         )
         if absent:
             return finish(f"the documents found never mention {', '.join(absent)}")
-        closest = max((e.match for e in evidence), default=0.0)
         logger.debug("best evidence match %.3f", closest)
         if closest < options.min_evidence_score:
             return finish(f"no sentence answers the question closely enough ({closest:.2f})")

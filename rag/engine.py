@@ -29,6 +29,7 @@ from rag.originals import Originals
 from rag.reembed import reconcile_embedder
 from rag.retrieve import HybridRetriever
 from rag.sentence_vectors import SentenceVectors
+from rag.spelling import Spelling
 from rag.storage import Store, VectorIndex
 from rag.types import (
     Answer,
@@ -75,7 +76,8 @@ class RagEngine:
         # not thread-safe, and a search must not see half an ingest); generation, the slow
         # part, runs outside it, so with a generation server several answers overlap.
         self._state = threading.RLock()
-        self._rules = AbstentionRules(store, self._vocabulary.get, Lazy(english_words).get)
+        english = Lazy(english_words)
+        self._rules = AbstentionRules(store, self._vocabulary.get, english.get)
         self._ingest = IngestPipeline(
             store, self._embedder.get, self._index.get, self._ready_index, options, originals,
             self._state,
@@ -84,7 +86,7 @@ class RagEngine:
             lambda: SentenceVectors(evidence_embedder(self._embedder.get())))
         self._answering = AnswerPipeline(
             store, self._generator.get, self._search, self._rules, options,
-            self._state, self._sentence_vectors.get,
+            self._state, self._sentence_vectors.get, Spelling(english.get, self._vocabulary.get),
         )
 
     # --- lifecycle ---------------------------------------------------------------------------

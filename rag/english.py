@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 _PACKAGE = "spellchecker"
@@ -34,11 +35,16 @@ def english_words_file() -> Path:
     )
 
 
-def english_words(path: Path | None = None) -> frozenset[str]:
-    """Every word of the list, in lower case."""
+def english_words(path: Path | None = None) -> Mapping[str, int]:
+    """Every word of the list, in lower case, with how often it occurs (rag.spelling picks
+    the more frequent of two words a typo may stand for)."""
     with gzip.open(path or english_words_file(), "rt", encoding="utf-8") as handle:
-        counts = json.load(handle)
-    return frozenset(word.lower() for word in counts)
+        counts: dict[str, int] = json.load(handle)
+    words: dict[str, int] = {}
+    for word, count in counts.items():
+        lower = word.lower()
+        words[lower] = max(words.get(lower, 0), int(count))
+    return words
 
 
 __all__ = ["english_words", "english_words_file"]

@@ -65,6 +65,11 @@ class Answer:
     tokens: int = 0  # tokens generated
     prompt_tokens: int = 0
     timings: Timings = field(default_factory=Timings)
+    # Why it declined ("" when it answered), and the best sentence's score on the scale that
+    # `retrieval.min_evidence_score` reads (None when a rule decided before sentences were
+    # scored): what `folio eval --out` records, so thresholds can be calibrated from one run.
+    declined_because: str = ""
+    evidence_match: float | None = None
 
     def closest_pages(self, limit: int = 3) -> list[tuple[str, int]]:
         """Distinct (document, page) pairs of the best retrieved passages, in rank order."""

@@ -92,5 +92,8 @@ def test_eval_writes_abstentions_and_follow_ups_as_the_user_sees_them(
     assert summary["abstention_unanswerable"] == 1.0
     records = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert records["b"]["abstained"] and records["b"]["answer"].startswith("The documents don't")
+    # Why it declined, and on which scale, so a threshold can be calibrated from one run.
+    assert records["b"]["declined_because"] and not records["a"]["declined_because"]
+    assert records["a"]["evidence_match"] >= 0.98 > (records["b"]["evidence_match"] or 0.0)
     assert records["c"]["history"][0][0].startswith("How often does the ferry")
     assert "14 euros" in records["c"]["answer"]

@@ -153,6 +153,17 @@ def test_a_question_naming_what_the_documents_never_mention_abstains(guide: Env)
     )
     assert answer.abstained
     assert answer.text == "" and answer.tokens == 0
+    assert "lisbon" in answer.declined_because
+
+
+def test_a_misspelt_word_is_read_as_the_word_the_documents_use(guide: Env) -> None:
+    # Unread, "deaprt" is a name no page mentions, and the question would be declined.
+    answer = guide.engine.answer("how often does the ferry to Marrow Island deaprt? i dont know",
+                                 collection="guide")
+    assert not answer.abstained, answer.declined_because
+    assert "ninety minutes" in answer.text
+    assert answer.evidence_match is not None and answer.evidence_match >= (
+        guide.settings.retrieval.min_evidence_score)
 
 
 def test_casual_words_no_document_uses_do_not_make_an_answerable_question_declined(
