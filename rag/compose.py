@@ -16,13 +16,20 @@ its quote is still checked against the stored page text.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from typing import Literal
 
 from rag.cite import content_words
-from rag.extract import MAX_SENTENCE_WORDS, Evidence
+from rag.extract import (
+    MAX_SENTENCE_WORDS,
+    MIN_PROSE_RATIO,
+    MIN_SENTENCE_WORDS,
+    Evidence,
+    prose_ratio,
+)
 from rag.normalize import normalize_for_match
 from rag.running_text import RunningText
 from rag.statements import item_number, opens_with_enumerator, split_statements, whole_statement
@@ -187,7 +194,8 @@ def choose_evidence(
             continue
         chosen.append(item)
         said.append(words)
-    return _with_items(_with_antecedents(chosen), 2 * limits.list_items, page_text)
+    return _with_gaps(_with_items(_with_antecedents(chosen), 2 * limits.list_items, page_text),
+                      page_text)
 
 
 def _items_of_one_list(item: Evidence, other: Evidence) -> bool:
@@ -269,6 +277,57 @@ def _announced_items(sentence: str, text: str, *, lead_in: bool, most: int) -> l
         last = number
         counted += 1
     return items
+
+
+def _with_gaps(
+    chosen: Sequence[Evidence], page_text: Callable[[str, int], str | None] | None
+) -> list[Evidence]:
+    """Two chosen statements of one page with one or two statements between them are quoted
+    as one run, in reading order, with the statements between: they are about the same thing,
+    and that is where a fact the ranking missed often is ("Both methods need the Java runtime
+    environment, version 5 or later." between two sentences about running the jar). The run
+    stands where the better of the two stood, and takes no one's place. Headings and fragments
+    between them break the run. Measured: team documents' key facts 0.660 -> 0.689, the other
+    dev sets unchanged, answers 6-10% longer; README, Quality."""
+    pages: dict[tuple[str, int], list[int]] = {}
+    for index, item in enumerate(chosen):
+        pages.setdefault((item.passage.document, item.passage.page), []).append(index)
+    runs: dict[int, list[Evidence]] = {}  # the better one's index -> the run that replaces it
+    folded: set[int] = set()  # the other one's index, now inside a run
+    quoted = {normalize_for_match(item.sentence) for item in chosen}
+    for (document, page), indexes in pages.items():
+        if len(indexes) < 2:
+            continue
+        text = (page_text(document, page) if page_text else None) or chosen[indexes[0]].passage.text
+        statements = split_statements(text, MAX_SENTENCE_WORDS)
+        normalised = [normalize_for_match(statement) for statement in statements]
+
+        placed = sorted((p, i) for i in indexes
+                        if (p := _position(chosen[i].sentence, normalised)) is not None)
+        for (first, a), (second, b) in itertools.pairwise(placed):
+            if not 2 <= second - first <= 3 or a in folded or b in folded or a in runs or b in runs:
+                continue
+            gaps = range(first + 1, second)
+            if any(normalised[g] in quoted or len(statements[g].split()) < MIN_SENTENCE_WORDS
+                   or prose_ratio(statements[g]) < MIN_PROSE_RATIO for g in gaps):
+                continue
+            better, other = min(a, b), max(a, b)
+            runs[better] = [chosen[a], *(Evidence(chosen[a].passage, statements[g],
+                                                  chosen[other].score) for g in gaps), chosen[b]]
+            folded.add(other)
+            quoted.update(normalised[g] for g in gaps)
+    expanded: list[Evidence] = []
+    for index, item in enumerate(chosen):
+        if index in folded:
+            continue
+        expanded.extend(runs.get(index, [item]))
+    return expanded
+
+
+def _position(sentence: str, normalised: Sequence[str]) -> int | None:
+    """Where `sentence` stands among a page's (normalised) statements."""
+    wanted = normalize_for_match(sentence)
+    return next((i for i, s in enumerate(normalised) if wanted and wanted in s), None)
 
 
 def _with_antecedents(chosen: Sequence[Evidence]) -> list[Evidence]:

@@ -362,3 +362,29 @@ def test_a_sentence_restating_the_previous_answer_does_not_push_out_the_new_fact
     # Scored by the totals, the restatement's closeness would have kept the fact out.
     plain = choose_evidence([restating, new_fact], "lookup", limits)
     assert [e.sentence for e in plain] == [restating.sentence]
+
+
+def test_statements_between_two_chosen_ones_on_a_page_are_quoted_as_one_run() -> None:
+    steps = ["The jar runs as an application or as an applet.",
+             "Both ways need the Java runtime environment, version 5 or later.",
+             "Run it with java -jar and the name of the file.",
+             "Some systems also start it with a double click.",
+             "The applet is meant for developers only.",
+             "Headings help.",
+             "The applet needs a browser with a Java plug-in."]
+    page = " ".join(steps)
+
+    def choose(*picks: tuple[int, float]) -> list[str]:
+        evidence = [Evidence(Passage(1, "manual.pdf", 24, page, 1.0, 0.6, None), steps[i], score)
+                    for i, score in picks]
+        return [e.sentence for e in choose_evidence(
+            evidence, "lookup", CompositionLimits(score_margin=2.0, sentences=2),
+            page_text=lambda document, number: page)]
+
+    # The better one's place, in reading order, the statement between included; the run takes
+    # no one's place (two sentences asked for, three quoted).
+    assert choose((2, 1.5), (0, 1.0)) == steps[0:3]
+    assert choose((0, 1.5), (3, 1.0)) == steps[0:4]  # two statements between
+    assert choose((0, 1.5), (4, 1.0)) == [steps[0], steps[4]]  # three: two separate places
+    # A heading or a fragment between them is not a statement worth quoting.
+    assert choose((4, 1.5), (6, 1.0)) == [steps[4], steps[6]]
