@@ -194,8 +194,9 @@ def choose_evidence(
             continue
         chosen.append(item)
         said.append(words)
-    return _with_gaps(_with_items(_with_antecedents(chosen), 2 * limits.list_items, page_text),
-                      page_text)
+    chosen = _with_gaps(_with_items(_with_antecedents(chosen), 2 * limits.list_items, page_text),
+                        page_text)
+    return _with_continuations(chosen, page_text)
 
 
 def _items_of_one_list(item: Evidence, other: Evidence) -> bool:
@@ -321,6 +322,37 @@ def _with_gaps(
         if index in folded:
             continue
         expanded.extend(runs.get(index, [item]))
+    return expanded
+
+
+def _with_continuations(
+    chosen: Sequence[Evidence], page_text: Callable[[str, int], str | None] | None
+) -> list[Evidence]:
+    """A statement cut at the word limit (a bulleted list that text extraction runs together
+    is one long statement) is followed by its next piece: the items asked for go on there.
+    Every kind of question: "what output files does it write?" reads as a lookup. Measured:
+    the dev sets unchanged, answers up to 5% longer (README, Quality)."""
+    quoted = {normalize_for_match(item.sentence) for item in chosen}
+    expanded: list[Evidence] = []
+    for item in chosen:
+        expanded.append(item)
+        if len(item.sentence.split()) < MAX_SENTENCE_WORDS:
+            continue
+        text = (page_text(item.passage.document, item.passage.page) if page_text else None
+                ) or item.passage.text
+        wanted = normalize_for_match(item.sentence)
+        for statement in split_statements(text):
+            words = statement.split()
+            pieces = [" ".join(words[start:start + MAX_SENTENCE_WORDS])
+                      for start in range(0, len(words), MAX_SENTENCE_WORDS)]
+            at = next((i for i, piece in enumerate(pieces)
+                       if wanted and wanted in normalize_for_match(piece)), None)
+            if at is None:
+                continue
+            if at + 1 < len(pieces) and normalize_for_match(pieces[at + 1]) not in quoted:
+                expanded.append(Evidence(item.passage, pieces[at + 1], item.score))
+                quoted.add(normalize_for_match(pieces[at + 1]))
+            break
     return expanded
 
 

@@ -388,3 +388,22 @@ def test_statements_between_two_chosen_ones_on_a_page_are_quoted_as_one_run() ->
     assert choose((0, 1.5), (4, 1.0)) == [steps[0], steps[4]]  # three: two separate places
     # A heading or a fragment between them is not a statement worth quoting.
     assert choose((4, 1.5), (6, 1.0)) == [steps[4], steps[6]]
+
+
+def test_a_statement_cut_at_the_word_limit_is_followed_by_its_next_piece() -> None:
+    from rag.extract import MAX_SENTENCE_WORDS
+
+    files = [f"• /file{n} (maps names to types)" for n in range(40)]
+    bullets = "The files created are: " + " ".join(files)
+    page = f"{bullets}. Applications must rerun the tool after installing."
+    pieces = [" ".join(bullets.split()[i:i + MAX_SENTENCE_WORDS])
+              for i in range(0, len(bullets.split()), MAX_SENTENCE_WORDS)]
+    evidence = [Evidence(Passage(1, "spec.pdf", 3, page, 1.0, 0.6, None), pieces[0], 1.5)]
+    chosen = choose_evidence(evidence, "lookup", CompositionLimits(),
+                             page_text=lambda document, number: page)
+    assert [e.sentence for e in chosen] == pieces[:2]
+    # A statement within the limit brings nothing.
+    short = [Evidence(Passage(1, "spec.pdf", 3, page, 1.0, 0.6, None),
+                      "Applications must rerun the tool after installing.", 1.5)]
+    assert len(choose_evidence(short, "lookup", CompositionLimits(),
+                               page_text=lambda document, number: page)) == 1
