@@ -52,6 +52,28 @@ def test_bf16_vectors_are_the_fp32_ones_within_the_index_s_tolerance(
     assert identity_of(bf16) == identity_of(fp32)  # so an index moves between the two as it is
 
 
+def test_auto_on_a_cpu_without_amx_takes_bf16_only_where_timed_faster_and_as_close(
+    fp32: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.embed
+
+    monkeypatch.setattr(rag.embed, "resolve_precision", lambda precision: "timed")
+    monkeypatch.setattr(rag.embed, "PROBE_GAIN", 1000.0)  # no CPU is that much faster
+    slow = SentenceTransformerEmbedder(default_embedding_model(), batch_size=8, precision="auto")
+    assert slow.precision == "fp32"
+    assert cosines(slow.embed_documents(TEXTS), fp32.embed_documents(TEXTS)).min() > 0.99999
+    monkeypatch.setattr(rag.embed, "PROBE_GAIN", 0.0)  # any speed will do
+    fast = SentenceTransformerEmbedder(default_embedding_model(), batch_size=8, precision="auto")
+    assert fast.precision == "bf16"
+    vectors = fast.embed_documents(TEXTS)
+    assert cosines(vectors, fp32.embed_documents(TEXTS)).min() >= SAME_VECTORS
+    # Normalised again in fp32: bf16's own normalisation is off by up to 0.4%.
+    assert np.abs(np.linalg.norm(vectors, axis=1) - 1).max() < 1e-5
+    monkeypatch.setattr(rag.embed, "PROBE_COSINE", 1.01)  # no bf16 vector is that close
+    assert SentenceTransformerEmbedder(default_embedding_model(), batch_size=8,
+                                       precision="auto").precision == "fp32"
+
+
 # Texts of many lengths, more than two batches of 4, so two workers each get several batches.
 MIXED = [
     " ".join(f"word{n}" for n in range(length)) + f" ends text {index}."
