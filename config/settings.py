@@ -97,7 +97,7 @@ class AnswerSettings(BaseModel):
     """How much of the evidence an answer carries. The defaults were chosen by cross-validation
     over both dev sets (research papers and other team documents); see README "Quality"."""
 
-    sentences: int = Field(default=4, ge=1, le=12, description="Sentences in a lookup or why answer.")
+    sentences: int = Field(default=5, ge=1, le=12, description="Sentences in a lookup or why answer.")
     list_items: int = Field(default=4, ge=1, le=20, description="Items in a list answer.")
     score_margin: float = Field(
         default=0.8, ge=0.0, le=5.0,

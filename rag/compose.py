@@ -86,7 +86,7 @@ _ORDINAL = re.compile(
 class CompositionLimits:
     """How much evidence an answer may carry (calibrated by cross-validation on both dev sets)."""
 
-    sentences: int = 4  # lookup and why/how answers
+    sentences: int = 5  # lookup and why/how answers
     list_items: int = 4  # list answers
     score_margin: float = 0.8  # keep sentences scoring within this of the best sentence
     page_margin: float = 0.0  # ... on pages whose score is within this of the best page's
