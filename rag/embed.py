@@ -335,6 +335,7 @@ def make_evidence_embedder(
     cache_dir: Path,
     installed_cache: Path | None = None,
     threads: int | None = None,
+    cpu: CpuInfo | None = None,
 ) -> Embedder:
     """The embedder that scores an answer's candidate sentences against its question. Their
     vectors are never stored, so they need not be the index's: int8 embeds an answer's ~50
@@ -347,7 +348,7 @@ def make_evidence_embedder(
     if choice == "same" or getattr(index_embedder, "backend", "") == "onnx":
         return index_embedder
     if (choice == "auto" and getattr(index_embedder, "precision", "") == "bf16"
-            and _cpu().has_amx_bf16):
+            and (cpu or _cpu()).has_amx_bf16):
         return index_embedder
     evidence = _onnx_embedder(model_path, choice, cache_dir=cache_dir,
                               installed_cache=installed_cache, threads=threads,

@@ -13,6 +13,7 @@ import pytest
 
 from config.errors import ConfigError
 from rag import embed_onnx
+from rag.cpu import CpuInfo
 from rag.embed import (
     SentenceTransformerEmbedder,
     identity_of,
@@ -142,12 +143,18 @@ def test_answers_sentences_are_scored_by_int8_and_the_index_is_left_alone(
                                   cache_dir=cache) is already
 
 
-def test_a_bf16_index_embedder_scores_the_sentences_itself(cache: Path) -> None:
+def test_a_bf16_index_embedder_scores_the_sentences_itself_on_amx_only(cache: Path) -> None:
     """On AMX the index's bf16 torch model is faster than int8 one text at a time, so "auto"
-    loads no second model; "onnx-int8" still asks for int8."""
+    loads no second model; on AVX512-BF16 alone it was slower, so int8 is loaded there;
+    "onnx-int8" always asks for int8."""
     bf16 = IndexEmbedder("torch", precision="bf16")
-    assert make_evidence_embedder(bf16, "auto", default_embedding_model(), cache_dir=cache) is bf16
-    asked = make_evidence_embedder(bf16, "onnx-int8", default_embedding_model(), cache_dir=cache)
+    amx = CpuInfo("sapphire rapids", frozenset({"avx512_bf16", "amx_tile", "amx_bf16"}))
+    no_amx = CpuInfo("epyc", frozenset({"avx512_bf16", "avx512_vnni"}))
+    model = default_embedding_model()
+    assert make_evidence_embedder(bf16, "auto", model, cache_dir=cache, cpu=amx) is bf16
+    plain = make_evidence_embedder(bf16, "auto", model, cache_dir=cache, cpu=no_amx)
+    assert isinstance(plain, OnnxEmbedder) and plain.precision == "int8"
+    asked = make_evidence_embedder(bf16, "onnx-int8", model, cache_dir=cache, cpu=amx)
     assert isinstance(asked, OnnxEmbedder) and asked.precision == "int8"
 
 
