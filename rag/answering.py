@@ -9,6 +9,7 @@ rag.cite; this module puts them in order and times them.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -123,7 +124,7 @@ class AnswerPipeline:
         # judged them wording, not names) cannot count against any sentence's match.
         unmatchable = {word for term in question_terms(query)
                        if not self._rules.mentions(collection, term, None, passages)
-                       for word in content_words(term)}
+                       for word in content_words(term)} | naming_only(query, passages)
         with self._state:
             sentences = self._sentence_vectors()
             evidence = rank_evidence(query, passages, sentences.embedder,
@@ -249,6 +250,22 @@ class AnswerPipeline:
             else c
             for c in citations
         ]
+
+
+def naming_only(question: str, passages: Sequence[Passage]) -> set[str]:
+    """Question words that name a document of the passages (a word of its file name) but are
+    in none of their text: "the derisking handbook" for 18f-derisking-handbook.pdf, whose
+    pages say "de-risking". They say which document is meant; no sentence can hold them."""
+    named = content_words(" ".join(re.sub(r"[^A-Za-z0-9]+", " ", p.document) for p in passages))
+    if not named:
+        return set()
+    wanted = content_words(question) & named
+    if not wanted:
+        return set()
+    said: set[str] = set()
+    for passage in passages:
+        said |= content_words(passage.text) & wanted
+    return wanted - said
 
 
 def page_relevance(evidence: Sequence[Evidence]) -> dict[tuple[str, int], float]:

@@ -397,3 +397,14 @@ def test_a_lower_case_compound_of_common_words_is_no_unknown_name(store: Documen
     assert rules.unknown_terms("do vendors need FedRAMP approval?", "papers") == ["fedramp"]
     assert rules.unknown_terms("was the Cutoff paper cited?", "papers") == ["cutoff"]
     assert rules.unknown_terms("did they use mturk?", "papers") == ["mturk"]
+
+
+def test_words_that_only_name_the_document_cannot_count_against_a_sentence() -> None:
+    from rag.answering import naming_only
+
+    pages = [passage("This handbook helps teams with de-risking projects.",
+                     document="18f-derisking-handbook.pdf")]
+    # "derisking" names the file; its pages write "de-risking". "handbook" is on the page.
+    assert naming_only("what does the derisking handbook say about vendors?", pages) == {"derisk"}
+    assert naming_only("what does the handbook say about vendors?", pages) == set()
+    assert naming_only("what does the derisking handbook say?", []) == set()
