@@ -15,6 +15,9 @@ def answer_record(answer: Any, seconds: float) -> dict[str, Any]:
         "citations": [[c.document, c.page, c.quote] for c in answer.citations],
         "cited_from_images": [[c.document, c.page] for c in answer.citations if c.from_image],
         "retrieved": [[p.document, p.page] for p in answer.retrieved],
+        # The shown passages' cosine similarity to the question (retrieval.min_dense_score's
+        # scale), best first: with evidence_match, what a threshold is calibrated on.
+        "similarities": [round(float(p.dense_score), 4) for p in answer.retrieved],
         "abstained": answer.abstained,
         "declined_because": answer.declined_because,
         "evidence_match": (None if answer.evidence_match is None

@@ -95,5 +95,7 @@ def test_eval_writes_abstentions_and_follow_ups_as_the_user_sees_them(
     # Why it declined, and on which scale, so a threshold can be calibrated from one run.
     assert records["b"]["declined_because"] and not records["a"]["declined_because"]
     assert records["a"]["evidence_match"] >= 0.98 > (records["b"]["evidence_match"] or 0.0)
+    assert len(records["a"]["similarities"]) == len(records["a"]["retrieved"]) > 0
+    assert max(records["a"]["similarities"]) > 0.35 > max(records["b"]["similarities"])
     assert records["c"]["history"][0][0].startswith("How often does the ferry")
     assert "14 euros" in records["c"]["answer"]
