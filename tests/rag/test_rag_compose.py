@@ -8,6 +8,7 @@ import pytest
 from rag.cite import content_words, ground_sentences, numbers_in, strictly_supported
 from rag.compose import (
     CompositionLimits,
+    QuestionKind,
     choose_evidence,
     compose,
     display_text,
@@ -407,3 +408,19 @@ def test_a_statement_cut_at_the_word_limit_is_followed_by_its_next_piece() -> No
                       "Applications must rerun the tool after installing.", 1.5)]
     assert len(choose_evidence(short, "lookup", CompositionLimits(),
                                page_text=lambda document, number: page)) == 1
+
+
+def test_the_lead_of_a_why_or_list_answer_brings_the_statement_after_it() -> None:
+    steps = ["When a PDF is ingested, its text is extracted and split into chunks.",
+             "Each chunk is turned into a vector and stored in the index.",
+             "A question is searched by meaning and by keywords."]
+    page = " ".join(steps)
+    lead = [Evidence(Passage(1, "guide.pdf", 5, page, 1.0, 0.6, None), steps[0], 1.5)]
+
+    def answer(kind: QuestionKind) -> list[str]:
+        return [e.sentence for e in choose_evidence(
+            lead, kind, CompositionLimits(), page_text=lambda document, number: page)]
+
+    assert answer("why") == steps[:2]
+    assert answer("list") == steps[:2]
+    assert answer("lookup") == steps[:1]  # a lookup's fact is in its best sentence
