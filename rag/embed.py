@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import threading
@@ -44,6 +45,7 @@ PROBE_TEXT = (
     "the interrupt to the core."
 )
 PROBE_RUNS = 3
+TIMINGS_FILE = "embedding-timings.json"  # in the models cache: what the timing decided
 PROBE_GAIN = 1.25
 PROBE_COSINE = 0.999
 
@@ -85,7 +87,10 @@ class SentenceTransformerEmbedder:
         query_cache_size: int = 256,
         precision: Precision = "fp32",
         threads: int | None = None,
+        timings_file: Path | None = None,
     ):
+        """`timings_file` keeps what the bf16-or-fp32 timing decided on this CPU (see
+        `_faster_precision`), so later starts skip it and every start embeds alike."""
         offline_and_quiet_threads()
         try:
             import torch
@@ -114,7 +119,9 @@ class SentenceTransformerEmbedder:
         self._pool: ThreadPoolExecutor | None = None
         self._replicas_lock = threading.Lock()
         self._model: Any = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+        self._model_path = model_path
         self._batch_size = batch_size
+        self._timings_file = timings_file
         self._precision = resolve_precision(precision)
         if self._precision == "timed":
             self._precision = self._faster_precision(torch)
@@ -205,6 +212,14 @@ class SentenceTransformerEmbedder:
         within PROBE_COSINE of fp32's, else fp32. Without AMX, AVX512-BF16 alone pays on some
         CPUs and not on others (the papers' chunks: 1.8x fp32 on a 2-core AMD EPYC, 35% slower
         on a 2-core Intel Xeon), so it is timed here, once per process (about 1 s)."""
+        key = _timing_key(torch.__version__, self._model_path)
+        known = _read_timings(self._timings_file).get(key)
+        if known in ("bf16", "fp32"):
+            logger.info("embedding in %s, as timed on this CPU before (%s)", known,
+                        self._timings_file)
+            if known == "bf16":
+                self._model.to(torch.bfloat16)
+            return str(known)
         texts = [PROBE_TEXT] * self._batch_size
         candidate = copy.deepcopy(self._model).to(torch.bfloat16)
 
@@ -225,6 +240,7 @@ class SentenceTransformerEmbedder:
                     chosen, gain, cosine)
         if chosen == "bf16":
             self._model = candidate
+        _write_timing(self._timings_file, key, chosen)
         return chosen
 
     def _replicas_for(self, workers: int) -> list[Any]:
@@ -300,6 +316,39 @@ def offline_and_quiet_threads() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_openmp_threads()
+
+
+def _timing_key(torch_version: str, model_path: Path) -> str:
+    """What a bf16-or-fp32 timing holds for: this CPU, this torch and this model."""
+    from rag.cpu import read_cpu_info
+
+    cpu = read_cpu_info()
+    return "|".join([cpu.model, " ".join(cpu.relevant_flags()), f"torch {torch_version}",
+                     str(model_path.resolve())])
+
+
+def _read_timings(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: time again
+    return found if isinstance(found, dict) else {}
+
+
+def _write_timing(path: Path | None, key: str, chosen: str) -> None:
+    """Add one decision to the timings file (written whole, then renamed: never half)."""
+    if path is None:
+        return
+    timings = {**_read_timings(path), key: chosen}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(timings, indent=1), encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        logger.warning("could not keep the embedding timing in %s: %s", path, exc)
 
 
 def resolve_precision(precision: Precision, cpu: CpuInfo | None = None) -> str:
@@ -426,4 +475,5 @@ def make_embedder(
         query_cache_size=query_cache_size,
         precision=precision,
         threads=threads,
+        timings_file=cache_dir / TIMINGS_FILE,
     )

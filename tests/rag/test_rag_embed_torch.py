@@ -6,6 +6,7 @@ workers gives each text its one-worker vector, in order, with one copy of the we
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +73,28 @@ def test_auto_on_a_cpu_without_amx_takes_bf16_only_where_timed_faster_and_as_clo
     monkeypatch.setattr(rag.embed, "PROBE_COSINE", 1.01)  # no bf16 vector is that close
     assert SentenceTransformerEmbedder(default_embedding_model(), batch_size=8,
                                        precision="auto").precision == "fp32"
+
+
+def test_what_the_timing_decided_is_kept_so_later_starts_embed_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.embed
+
+    timings = tmp_path / "models" / "embedding-timings.json"
+    monkeypatch.setattr(rag.embed, "resolve_precision", lambda precision: "timed")
+    monkeypatch.setattr(rag.embed, "PROBE_GAIN", 0.0)  # this start: bf16 wins
+    first = SentenceTransformerEmbedder(default_embedding_model(), batch_size=8,
+                                        precision="auto", timings_file=timings)
+    assert first.precision == "bf16" and timings.is_file()
+    monkeypatch.setattr(rag.embed, "PROBE_GAIN", 1000.0)  # timed again, bf16 would lose
+    later = SentenceTransformerEmbedder(default_embedding_model(), batch_size=8,
+                                        precision="auto", timings_file=timings)
+    assert later.precision == "bf16"  # kept, not timed again
+    assert np.allclose(later.embed_documents(TEXTS), first.embed_documents(TEXTS), atol=1e-6)
+    timings.write_text("not json")  # a broken file is timed again, and rewritten
+    assert SentenceTransformerEmbedder(default_embedding_model(), batch_size=8,
+                                       precision="auto", timings_file=timings).precision == "fp32"
+    assert "fp32" in timings.read_text()
 
 
 # Texts of many lengths, more than two batches of 4, so two workers each get several batches.
