@@ -298,10 +298,10 @@ def _with_gaps(
     runs: dict[int, list[Evidence]] = {}  # the better one's index -> the run that replaces it
     folded: set[int] = set()  # the other one's index, now inside a run
     quoted = {normalize_for_match(item.sentence) for item in chosen}
-    for (document, page), indexes in pages.items():
+    for indexes in pages.values():
         if len(indexes) < 2:
             continue
-        text = (page_text(document, page) if page_text else None) or chosen[indexes[0]].passage.text
+        text = _page_of(chosen[indexes[0]], page_text)
         statements = split_statements(text, MAX_SENTENCE_WORDS)
         normalised = [normalize_for_match(statement) for statement in statements]
 
@@ -340,8 +340,7 @@ def _with_continuations(
         expanded.append(item)
         if len(item.sentence.split()) < MAX_SENTENCE_WORDS:
             continue
-        text = (page_text(item.passage.document, item.passage.page) if page_text else None
-                ) or item.passage.text
+        text = _page_of(item, page_text)
         wanted = normalize_for_match(item.sentence)
         for statement in split_statements(text):
             words = statement.split()
@@ -365,8 +364,7 @@ def _with_next(
     steps and reasons go on in the next sentence. It takes no one's place. Measured: papers
     follow-ups' key facts 0.345 -> 0.414, the other five sets unchanged (README, Quality)."""
     lead = chosen[0]
-    text = (page_text(lead.passage.document, lead.passage.page) if page_text else None
-            ) or lead.passage.text
+    text = _page_of(lead, page_text)
     statements = split_statements(text, MAX_SENTENCE_WORDS)
     normalised = [normalize_for_match(statement) for statement in statements]
     at = _position(lead.sentence, normalised)
@@ -378,6 +376,12 @@ def _with_next(
             or prose_ratio(following) < MIN_PROSE_RATIO):
         return list(chosen)
     return [lead, Evidence(lead.passage, following, lead.score), *chosen[1:]]
+
+
+def _page_of(item: Evidence, page_text: Callable[[str, int], str | None] | None) -> str:
+    """The stored text of the item's page, or its passage's when the page is not at hand."""
+    page = page_text(item.passage.document, item.passage.page) if page_text else None
+    return page or item.passage.text
 
 
 def _position(sentence: str, normalised: Sequence[str]) -> int | None:
