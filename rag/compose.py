@@ -250,8 +250,7 @@ def _announced_items(sentence: str, text: str, *, lead_in: bool, most: int) -> l
     ("(1) ... referred to NCIS. Record of the referral will be kept ..."): they come with it
     when the next item continues the numbering ("(2) ...")."""
     statements = split_statements(text, MAX_SENTENCE_WORDS)
-    wanted = normalize_for_match(sentence)
-    at = next((i for i, s in enumerate(statements) if wanted in normalize_for_match(s)), None)
+    at = _position(sentence, [normalize_for_match(statement) for statement in statements])
     if at is None:
         return []
     items: list[str] = []
@@ -341,13 +340,11 @@ def _with_continuations(
         if len(item.sentence.split()) < MAX_SENTENCE_WORDS:
             continue
         text = _page_of(item, page_text)
-        wanted = normalize_for_match(item.sentence)
         for statement in split_statements(text):
             words = statement.split()
             pieces = [" ".join(words[start:start + MAX_SENTENCE_WORDS])
                       for start in range(0, len(words), MAX_SENTENCE_WORDS)]
-            at = next((i for i, piece in enumerate(pieces)
-                       if wanted and wanted in normalize_for_match(piece)), None)
+            at = _position(item.sentence, [normalize_for_match(piece) for piece in pieces])
             if at is None:
                 continue
             if at + 1 < len(pieces) and normalize_for_match(pieces[at + 1]) not in quoted:

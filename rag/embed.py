@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from config.errors import ConfigError
-from rag.cpu import CpuInfo, quiet_openmp_threads
+from rag.cpu import CpuInfo, quiet_openmp_threads, read_cpu_info
 from rag.vector_cache import VectorCache
 
 logger = logging.getLogger(__name__)
@@ -45,9 +45,9 @@ PROBE_TEXT = (
     "the interrupt to the core."
 )
 PROBE_RUNS = 3
-TIMINGS_FILE = "embedding-timings.json"  # in the models cache: what the timing decided
 PROBE_GAIN = 1.25
 PROBE_COSINE = 0.999
+TIMINGS_FILE = "embedding-timings.json"  # in the models cache: what the timing decided
 
 
 class Embedder(Protocol):
@@ -125,7 +125,7 @@ class SentenceTransformerEmbedder:
         self._precision = resolve_precision(precision)
         if self._precision == "timed":
             self._precision = self._faster_precision(torch)
-        elif self._precision == "bf16":
+        if self._precision == "bf16":
             self._model.to(torch.bfloat16)
         self._name = model_path.name if model_path.name != "model" else model_path.parent.name
         measure = getattr(self._model, "get_embedding_dimension", None) or (
@@ -211,14 +211,13 @@ class SentenceTransformerEmbedder:
         """bf16 if it embeds a sample at least PROBE_GAIN times faster than fp32, with vectors
         within PROBE_COSINE of fp32's, else fp32. Without AMX, AVX512-BF16 alone pays on some
         CPUs and not on others (the papers' chunks: 1.8x fp32 on a 2-core AMD EPYC, 35% slower
-        on a 2-core Intel Xeon), so it is timed here, once per process (about 1 s)."""
+        on a 2-core Intel Xeon), so it is timed here (about 1 s), once per CPU, torch and model
+        when a timings file is given. The model itself stays fp32: the caller converts it."""
         key = _timing_key(torch.__version__, self._model_path)
         known = _read_timings(self._timings_file).get(key)
         if known in ("bf16", "fp32"):
             logger.info("embedding in %s, as timed on this CPU before (%s)", known,
                         self._timings_file)
-            if known == "bf16":
-                self._model.to(torch.bfloat16)
             return str(known)
         texts = [PROBE_TEXT] * self._batch_size
         candidate = copy.deepcopy(self._model).to(torch.bfloat16)
@@ -238,8 +237,6 @@ class SentenceTransformerEmbedder:
         chosen = "bf16" if gain >= PROBE_GAIN and cosine >= PROBE_COSINE else "fp32"
         logger.info("embedding in %s: bf16 timed %.2fx fp32 here (cosine %.5f)",
                     chosen, gain, cosine)
-        if chosen == "bf16":
-            self._model = candidate
         _write_timing(self._timings_file, key, chosen)
         return chosen
 
@@ -320,8 +317,6 @@ def offline_and_quiet_threads() -> None:
 
 def _timing_key(torch_version: str, model_path: Path) -> str:
     """What a bf16-or-fp32 timing holds for: this CPU, this torch and this model."""
-    from rag.cpu import read_cpu_info
-
     cpu = read_cpu_info()
     return "|".join([cpu.model, " ".join(cpu.relevant_flags()), f"torch {torch_version}",
                      str(model_path.resolve())])
@@ -358,8 +353,6 @@ def resolve_precision(precision: Precision, cpu: CpuInfo | None = None) -> str:
     if precision == "fp32":
         return "fp32"
     if cpu is None:
-        from rag.cpu import read_cpu_info
-
         cpu = read_cpu_info()
     if cpu.has_amx_bf16 or (precision == "bf16" and cpu.has_fast_bf16):
         return "bf16"
@@ -368,12 +361,6 @@ def resolve_precision(precision: Precision, cpu: CpuInfo | None = None) -> str:
     if precision == "bf16":
         logger.info("embedding in fp32: this CPU (%s) has neither AMX nor AVX512-BF16", cpu.model)
     return "fp32"
-
-
-def _cpu() -> CpuInfo:
-    from rag.cpu import read_cpu_info
-
-    return read_cpu_info()
 
 
 def make_evidence_embedder(
@@ -397,7 +384,7 @@ def make_evidence_embedder(
     if choice == "same" or getattr(index_embedder, "backend", "") == "onnx":
         return index_embedder
     if (choice == "auto" and getattr(index_embedder, "precision", "") == "bf16"
-            and (cpu or _cpu()).has_amx_bf16):
+            and (cpu or read_cpu_info()).has_amx_bf16):
         return index_embedder
     evidence = _onnx_embedder(model_path, choice, cache_dir=cache_dir,
                               installed_cache=installed_cache, threads=threads,
