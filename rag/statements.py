@@ -28,6 +28,10 @@ _ET_AL = re.compile(r"\bet al\.$")
 _MIDDLE_INITIAL = re.compile(r"(?:^|\s)[A-Z][a-z]+ [A-Z]\.$")
 _SURNAME = re.compile(r"^[A-Z][a-z]")
 _OPENING_REFERENCE = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")
+# A bullet ("• ", "– ") opening a list item: items in a bulleted list follow one another
+# whatever they say, like numbers that count up.
+_BULLET = re.compile(r"^[•◦▪‣●■–*-]\s")
+BULLET_STYLE = "bullet"
 # An enumerated item this short is a list entry ("2. Distribution"), not a statement of its own.
 LIST_ITEM_WORDS = 6
 
@@ -143,14 +147,25 @@ def _join_list_items(sentences: list[str]) -> list[str]:
 
 
 def item_number(statement: str) -> tuple[str, int] | None:
-    """The numbering style and number of an enumerated item ("(2) ..." -> ("(digit)", 2))."""
+    """The numbering style and number of an enumerated item ("(2) ..." -> ("(digit)", 2));
+    a bulleted item ("• ...") is (BULLET_STYLE, 0)."""
     leading = _LEADING_ENUMERATOR.match(statement)
-    return _numbering(leading.group(1)) if leading else None
+    if leading:
+        return _numbering(leading.group(1))
+    return (BULLET_STYLE, 0) if _BULLET.match(statement) else None
+
+
+def next_item(previous: tuple[str, int], number: tuple[str, int]) -> bool:
+    """Whether an item numbered `number` continues the list whose latest item is `previous`:
+    the next number in the same style ("(1)" then "(2)"), or another bullet after a bullet."""
+    if number[0] == BULLET_STYLE:
+        return previous[0] == BULLET_STYLE
+    return number == (previous[0], previous[1] + 1)
 
 
 def opens_with_enumerator(statement: str) -> bool:
-    """Whether the statement is an enumerated item ("b. ...", "(2) ...", "C. ...")."""
-    return bool(_LEADING_ENUMERATOR.match(statement))
+    """Whether the statement is an enumerated or bulleted item ("b. ...", "(2) ...", "• ...")."""
+    return item_number(statement) is not None
 
 
 def whole_statement(fragment: str, page_text: str, max_words: int) -> str:

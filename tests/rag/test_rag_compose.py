@@ -259,6 +259,33 @@ def test_items_announced_as_below_come_but_an_amount_below_announces_nothing() -
         [_from(text, amount, 1.9)], "lookup", CompositionLimits())] == [amount]
 
 
+def test_a_bulleted_list_run_into_sentences_comes_whole_after_its_lead_in() -> None:
+    # Text extraction leaves the bullets inside the sentences: no capital follows "wrong."
+    text = ("There are 4 build states shown on the page: • Failed (F): The build went wrong. "
+            "• Cancelled (X): The build was stopped. These are rare. • Waiting (M): The build "
+            "waits on another package. • Uploaded (U): The package is in the archive. "
+            "Other causes of a failure are listed later.")
+    lead_in = ("There are 4 build states shown on the page: • Failed (F): The build went "
+               "wrong. • Cancelled (X): The build was stopped.")
+    chosen = choose_evidence([_from(text, lead_in, 1.9)], "lookup", CompositionLimits())
+    assert [e.sentence for e in chosen] == [
+        lead_in, "These are rare. • Waiting (M): The build waits on another package. "
+        "• Uploaded (U): The package is in the archive."]  # not the statement after the list
+
+
+def test_a_lead_in_followed_by_a_table_brings_the_table_but_a_pointer_does_not() -> None:
+    table = ("Directory Description bin Essential command binaries boot Static files of the "
+             "boot loader media Mount point for removable media srv Data for services.")
+    text = f"The following directories are required in the root. {table} Distributions add none."
+    lead_in = "The following directories are required in the root."
+    assert [e.sentence for e in choose_evidence(
+        [_from(text, lead_in, 1.9)], "list", CompositionLimits())] == [lead_in, table]
+    pointer = "The format of these files is explained in the following sections."
+    text = f"{pointer} This step serves several purposes for every application."
+    assert [e.sentence for e in choose_evidence(
+        [_from(text, pointer, 1.9)], "lookup", CompositionLimits())] == [pointer]
+
+
 def test_an_item_that_runs_on_keeps_its_sentences_when_the_numbering_goes_on() -> None:
     text = ("Fraud is handled by the processes below. (1) A large claim goes to the "
             "investigators. A record of the referral is kept. (2) A small claim goes to the "
@@ -395,7 +422,7 @@ def test_a_statement_cut_at_the_word_limit_is_followed_by_its_next_piece() -> No
     from rag.extract import MAX_SENTENCE_WORDS
 
     files = [f"• /file{n} (maps names to types)" for n in range(40)]
-    bullets = "The files created are: " + " ".join(files)
+    bullets = "The files created are " + " ".join(files)  # no lead-in: see the bullets' test
     page = f"{bullets}. Applications must rerun the tool after installing."
     pieces = [" ".join(bullets.split()[i:i + MAX_SENTENCE_WORDS])
               for i in range(0, len(bullets.split()), MAX_SENTENCE_WORDS)]

@@ -3,7 +3,7 @@ enumerator goes with the item it opens, and an over-long run loses nothing."""
 
 from __future__ import annotations
 
-from rag.statements import split_statements, whole_statement
+from rag.statements import item_number, next_item, split_statements, whole_statement
 
 GRANTS = (
     "A. Under the licence: each contributor grants a licence for the following activities: "
@@ -98,3 +98,14 @@ def test_a_piece_of_a_sentence_is_completed_from_the_page() -> None:
     assert whole_statement("be retained for a period of 10 years.", page, 8) == (
         "be retained for a period of 10 years.")
     assert whole_statement("kept for ever.", page, 80) == "kept for ever."
+
+
+def test_bulleted_items_follow_one_another_and_numbered_ones_count_up() -> None:
+    bullet, first, second = (item_number(text) for text in (
+        "• Cancelled build: the build was stopped.", "(1) A claim goes to the officer.",
+        "(2) A smaller claim goes to the team."))
+    assert bullet is not None and first == ("(digit)", 1) and second == ("(digit)", 2)
+    assert next_item(bullet, bullet) and next_item(first, second)
+    assert not next_item(second, first) and not next_item(first, bullet)
+    assert item_number("-1 on an indefinite length.") is None  # a negative number, no bullet
+    assert item_number("The limit is 5.") is None
