@@ -8,7 +8,7 @@ import pdfs
 import pytest
 
 from rag.errors import BadDocumentError
-from rag.parse import ParseLimits, check_pdf_bytes, parse_pdf
+from rag.parse import ParseLimits, check_pdf_bytes, parse_pdf, run_together_share, spaced_text
 
 LIMITS = ParseLimits(max_bytes=5_000_000, max_pages=20, timeout_s=60, memory_mb=2048)
 
@@ -110,3 +110,19 @@ def test_pdfium_can_read_the_text_layers_with_pypdf_as_the_fallback() -> None:
         parse_pdf(pdfs.many_pages_pdf(21), pdfium_first)
     with pytest.raises(BadDocumentError, match="encrypted with a password"):
         parse_pdf(pdfs.encrypted_pdf(["A secret page of text."]), pdfium_first)
+
+
+def test_a_page_whose_words_pypdf_ran_together_is_read_from_pdfium() -> None:
+    glued = ("Note that in Ubuntu the field is general. Packages in Ubuntushouldgenerallyhavethe"
+             "Maintainerfieldsetto the team. IftheMaintainerfieldismodified,theoldvalue is kept.")
+    spaced = ("Note that in Ubuntu the field is general. Packages in Ubuntu should generally "
+              "have the Maintainer field set to the team. If the Maintainer field is modified, "
+              "the old value is kept.")
+    assert run_together_share(glued) > 0.3 and run_together_share(spaced) == 0
+    assert spaced_text(glued, spaced) == spaced
+    # Long names with punctuation between their parts are no words run together, and a page
+    # that both parsers read the same way keeps pypdf's text.
+    names = "The type asn1_get_length_der and https://wiki.debian.org/qa.debian.org/FTBFS stay."
+    assert spaced_text(names, names.upper()) == names
+    camel = "The ReverseSuffixTreeLeafNode type stores one entry."
+    assert spaced_text(camel, camel + " ") == camel
