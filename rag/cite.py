@@ -8,6 +8,7 @@ supports are dropped, so the bot does not pass off the model's inventions as the
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,24 @@ def content_words(text: str) -> set[str]:
             continue
         words.add(stem(word) if word.isalpha() else word)
     return words
+
+
+def compound_words(question: str, text: str) -> set[str]:
+    """The question's content words (as `content_words` gives them) that `text` writes joined
+    to their neighbour ("key size": "keysize") or, joined in the question, as two words
+    ("lockfile": "lock file"): manuals write compounds both ways, and text extraction drops
+    spaces, so the plain overlap would miss the word the sentence is about."""
+    asked = [w if w.isalpha() and w not in _FUNCTION_WORDS and len(w) >= 2 else ""
+             for w in _WORD.findall(normalize_for_match(question))]  # "" keeps neighbours apart
+    written = [w for w in _WORD.findall(normalize_for_match(text)) if w.isalpha()]
+    single = set(written)
+    joined = {first + second for first, second in itertools.pairwise(written)}
+    found: set[str] = set()
+    for first, second in itertools.pairwise(asked):
+        if first and second and first + second in single:
+            found.update((stem(first), stem(second)))
+    found.update(stem(word) for word in asked if len(word) >= 5 and word in joined)
+    return found
 
 
 def says_it_does_not_know(answer: str) -> bool:

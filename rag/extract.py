@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.cite import content_words
+from rag.cite import compound_words, content_words
 from rag.embed import Embedder, Vectors
 from rag.normalize import FUNCTION_WORDS, normalize_for_match
 from rag.statements import split_statements
@@ -90,7 +90,8 @@ def rank_evidence(
     question_words = content_words(question)
     matchable = question_words - unmatchable  # what `match` (the abstention scale) counts
     wants_number = asks_for_a_number(question)
-    sentence_words = [content_words(sentence) for _, sentence, _ in candidates]
+    sentence_words = [content_words(sentence) | compound_words(question, sentence)
+                      for _, sentence, _ in candidates]
     weights = keyword_weights(question_words, sentence_words)
     ranked = []
     for (passage, sentence, before), words, similarity, closeness in zip(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from rag.cite import QUOTE_WORDS, content_words, ground_sentences, says_it_does_not_know
+from rag.cite import (
+    QUOTE_WORDS,
+    compound_words,
+    content_words,
+    ground_sentences,
+    says_it_does_not_know,
+)
 from rag.normalize import normalize_for_match
 from rag.types import Passage
 
@@ -172,3 +178,13 @@ def test_echoing_the_question_does_not_count_as_support() -> None:
     assert grounded[0].citation is None  # but what it adds to the question is unsupported
     faithful = "The ferry to Marrow Island departs every ninety minutes from Pier 7."
     assert ground_sentences(faithful, passages(), stored, question=question)[0].citation
+
+
+def test_a_compound_counts_whether_written_as_one_word_or_two() -> None:
+    assert compound_words("What key size should I pick?", "Next it asks about the keysize.") \
+        == content_words("key size")
+    assert compound_words("Where does the lockfile go?", "A lock file is kept.") \
+        == content_words("lockfile")
+    # Words that are merely neighbours, or a compound of a function word, count nothing extra.
+    assert compound_words("What key size should I pick?", "The key has a size.") == set()
+    assert compound_words("Can I set it up?", "Run the setup tool.") == set()
