@@ -72,9 +72,11 @@ class AbstentionRules:
         passages: Sequence[Passage],
     ) -> bool:
         """Whether the documents mention `term`: as a word, as another form of it ("binaries",
-        "binary"), as a word of a document's file name, as the initials of words in the
-        passages found ("NOSA": NASA Open Source Agreement), or, four letters or more, as a
-        part of a word in them ("tasn1" for "Libtasn1": a name said short)."""
+        "binary"), as a word of a document's file name (four letters or more: a part of one,
+        "tasn1" in "libtasn1.pdf"), as the initials of words in the passages found ("NOSA":
+        NASA Open Source Agreement), or, four letters or more, as a part of a word in them
+        ("tasn1" for "Libtasn1": a name said short) or their words run together ("alphazero"
+        for "Alpha Zero")."""
         if self._store.term_in_collection(collection, term, documents):
             return True
         root = word_root(term)
@@ -84,10 +86,12 @@ class AbstentionRules:
             return True
         names = documents if documents is not None else [p.document for p in passages]
         titles = [" ".join(re.split(r"[^a-z0-9]+", name.lower())) for name in names]
-        if any(term in title.split() or spells_initials(term, title) for title in titles):
+        if any(term in (title.split() if len(term) < 4 else title) or spells_initials(term, title)
+               for title in titles):
             return True
-        if len(term) >= 4 and any(term in p.text.lower() for p in passages):
-            return True
+        if len(term) >= 4 and any(term in p.text.lower() or term in _SPACES.sub("", p.text.lower())
+                                  for p in passages):
+            return True  # also a name written in parts: "AlphaZero" for "Alpha Zero"
         return any(spells_initials(term, p.text) for p in passages)
 
     def names_missing_from(
@@ -112,6 +116,9 @@ class AbstentionRules:
                 if not self.mentions(collection, term, documents, passages):
                     missing.append(term)
         return missing
+
+
+_SPACES = re.compile(r"[\s-]+")
 
 
 def _in_lower_case(term: str, question: str) -> bool:

@@ -371,6 +371,13 @@ def test_a_name_said_short_is_mentioned_by_the_longer_word_in_the_passages(
     # Three letters are too few to be a name's part ("gpl" inside "lgpl" is another licence).
     lgpl = [passage("The library is under the LGPL.", document="ferries.pdf")]
     assert rules.unknown_terms("is it under the GPL?", "papers", lgpl) == ["gpl"]
+    # In the file name of the document the passages come from, and written in parts.
+    named = [passage("The parser reads the ferries schema.", document="libtasn1.pdf")]
+    assert rules.unknown_terms("does tasn1 parse it?", "papers", named) == []
+    parts = [passage("Alpha Zero counted the ferries.", document="ferries.pdf")]
+    assert rules.unknown_terms("which ferries did AlphaZero count?", "papers", parts) == []
+    assert rules.unknown_terms("which ferries did AlphaBeta count?", "papers", parts) == [
+        "alphabeta"]
 
 
 def test_the_english_word_list_is_read_from_its_package_or_says_what_to_install(
