@@ -53,8 +53,14 @@ class AbstentionRules:
         vocabulary = self._vocabulary()
         unknown = []
         for term in question_terms(question):
-            if "-" in term or "." in term or term.isdigit() or len(term) < 3:
-                continue  # multi-part terms and numbers are matched loosely; don't judge them
+            if "-" in term:  # "high-resolution" is wording; "git-buildpackage" a name
+                names = self._name_parts(term, vocabulary)
+                if names and not self.mentions(collection, term, None, passages) and not all(
+                        self.mentions(collection, name, None, passages) for name in names):
+                    unknown.append(term)
+                continue
+            if "." in term or term.isdigit() or len(term) < 3:
+                continue  # file names, versions and numbers are matched loosely; don't judge them
             if term in _CONTRACTIONS or any(form in vocabulary for form in word_forms(term)):
                 continue
             if _common_compound(term, question, vocabulary):
@@ -66,6 +72,13 @@ class AbstentionRules:
             if not self.mentions(collection, term, None, passages):
                 unknown.append(term)
         return unknown
+
+    def _name_parts(self, term: str, vocabulary: frozenset[str]) -> list[str]:
+        """The parts of a hyphenated term that are names ("buildpackage" of "git-buildpackage",
+        "houyi" of "pre-HOUYI"): four letters or more, neither a word of the embedder's
+        vocabulary nor an everyday English word. The term is mentioned if they all are."""
+        return [part for part in term.split("-") if len(part) >= 4 and not any(
+            form in vocabulary or form in self._english() for form in word_forms(part))]
 
     def mentions(
         self, collection: str, term: str, documents: Sequence[str] | None,
@@ -89,7 +102,8 @@ class AbstentionRules:
         if any(term in (title.split() if len(term) < 4 else title) or spells_initials(term, title)
                for title in titles):
             return True
-        if len(term) >= 4 and any(term in p.text.lower() or term in _SPACES.sub("", p.text.lower())
+        joined = _SPACES.sub("", term)
+        if len(term) >= 4 and any(term in p.text.lower() or joined in _SPACES.sub("", p.text.lower())
                                   for p in passages):
             return True  # also a name written in parts: "AlphaZero" for "Alpha Zero"
         return any(spells_initials(term, p.text) for p in passages)

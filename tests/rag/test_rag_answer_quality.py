@@ -380,6 +380,16 @@ def test_a_name_said_short_is_mentioned_by_the_longer_word_in_the_passages(
         "alphabeta"]
 
 
+def test_a_hyphenated_name_is_judged_by_its_name_parts(store: DocumentStore) -> None:
+    rules = AbstentionRules(store, lambda: frozenset(["high", "resolution", "parse", "build"]))
+    found = [passage("Libtasn1 parses the ferries schema.", document="ferries.pdf")]
+    assert rules.unknown_terms("which ferries does git-buildpackage parse?", "papers",
+                               found) == ["git-buildpackage"]
+    # Wording, and a name the passages do mention with a prefix, are no unknown names.
+    assert rules.unknown_terms("are high-resolution ferries parsed?", "papers", found) == []
+    assert rules.unknown_terms("do pre-Libtasn1 ferries parse?", "papers", found) == []
+
+
 def test_the_english_word_list_is_read_from_its_package_or_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
