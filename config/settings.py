@@ -124,6 +124,11 @@ class AnswerSettings(BaseModel):
         default=0.2, ge=0.0, le=2.0,
         description="Choosing the page: worth of each retrieved passage that comes from it.",
     )
+    part_sentences: int = Field(
+        default=3, ge=0, le=12,
+        description="Sentences each later part of a two-part question adds, from the page "
+        "that answers that part best (0: the whole question's answer only).",
+    )
 
 
 class GeneratorSettings(BaseModel):

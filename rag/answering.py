@@ -23,9 +23,10 @@ from rag.compose import Part, compose, render_parts
 from rag.extract import Evidence, covers, rank_evidence
 from rag.followup import Standalone, standalone_question
 from rag.generate import Generator
-from rag.normalize import strip_invisible
+from rag.normalize import normalize_for_match, strip_invisible
 from rag.options import EngineOptions
 from rag.prompt import PromptBuilder
+from rag.question_parts import question_parts
 from rag.sentence_vectors import SentenceVectors
 from rag.spelling import Spelling
 from rag.storage import Store
@@ -167,6 +168,7 @@ class AnswerPipeline:
 
         parts = compose(question, evidence, page_text, options.composition, query,
                         options.follow_up_weight)
+        parts = self._with_other_parts(parts, query, passages, unmatchable, page_text)
         if generator is None:
             self._use_parts(answer, question, parts, collection)
             return finish()
@@ -208,6 +210,39 @@ class AnswerPipeline:
             logger.info("dropped %d unsupported sentence(s)", writing.dropped)
         self._use_parts(answer, question, written, collection)
         return finish()
+
+    def _with_other_parts(
+        self,
+        parts: list[Part],
+        query: str,
+        passages: Sequence[Passage],
+        unmatchable: set[str],
+        page_text: Callable[[str, int], str | None],
+    ) -> list[Part]:
+        """The answer to the whole question, followed by what each later part of a two-part
+        question finds on its own (rag.question_parts): its best sentences, from the page that
+        answers that part best, unless the answer already quotes them. A part that no sentence
+        answers closely enough adds nothing."""
+        options = self._options
+        most = options.composition.part_sentences
+        asked = question_parts(query)
+        if len(asked) < 2 or not parts or most == 0:
+            return parts
+        limits = replace(options.composition, sentences=most, list_items=most)
+        shown = {normalize_for_match(part.text) for part in parts}
+        extended = list(parts)
+        for part in asked[1:]:
+            with self._state:
+                sentences = self._sentence_vectors()
+                evidence = rank_evidence(part, passages, sentences.embedder,
+                                         unmatchable=unmatchable, embed_sentences=sentences.embed)
+            if max((e.match for e in evidence), default=0.0) < options.min_evidence_score:
+                continue
+            for found in compose(part, evidence, page_text, limits):
+                if normalize_for_match(found.text) not in shown:
+                    shown.add(normalize_for_match(found.text))
+                    extended.append(found)
+        return extended
 
     def _retrieve_for(
         self, standalone: Standalone, collection: str, top_k: int

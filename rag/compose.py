@@ -109,6 +109,7 @@ class CompositionLimits:
     rank_weight: float = 0.1  # page choice: score lost per place in the retrieval ranking
     coverage_weight: float = 0.5  # page choice: worth of the share of question words on the page
     passage_weight: float = 0.2  # page choice: worth of each retrieved passage from the page
+    part_sentences: int = 3  # what each later part of a two-part question adds (rag.answering)
 
 
 @dataclass(frozen=True, slots=True)

@@ -500,3 +500,24 @@ def test_a_follow_up_says_what_the_previous_answer_did_not(
     assert "rough sea" in answer.text
     assert "filtered by keywords" not in answer.text
     assert cited_pages(answer) == {("survey.pdf", 3)}
+
+
+@pytest.mark.parametrize(("part_sentences", "both_parts"), [(3, True), (0, False)])
+def test_each_part_of_a_two_part_question_is_answered_from_its_own_page(
+    settings_factory: Any, tmp_path: Path, part_sentences: int, both_parts: bool
+) -> None:
+    """One page per answer keeps citations precise, but a question asking two things is often
+    answered on two pages: the later part is answered on its own, from the page holding it."""
+    engine = build_engine(settings_factory(tmp_path / "data",
+                                           answer={"part_sentences": part_sentences}))
+    try:
+        source = tmp_path / "survey.pdf"
+        source.write_bytes(pdfs.make_pdf(SURVEY, title="Survey"))
+        engine.ingest_paths([source], collection="survey")
+        answer = engine.answer("How often does the ferry to Marrow Island depart? And how long "
+                               "is lost property kept at the harbour office?", collection="survey")
+    finally:
+        engine.close()
+    assert not answer.abstained and "ninety minutes" in answer.text
+    assert ("thirty days" in answer.text) is both_parts, answer.text
+    assert (("survey.pdf", 2) in cited_pages(answer)) is both_parts
