@@ -418,6 +418,22 @@ def test_statements_between_two_chosen_ones_on_a_page_are_quoted_as_one_run() ->
     assert choose((4, 1.5), (6, 1.0)) == [steps[4], steps[6]]
 
 
+def test_a_run_goes_on_through_every_chosen_statement_close_to_the_last() -> None:
+    steps = ["2.4 Conductivity of water Objective Measure the resistance of tap water.",
+             "We have used normal tap water from the lab.",
+             "The DC and AC resistances seem to be very different.",
+             "With DC, the resistance changes with time, due to electrolysis and bubbles.",
+             "The area of the electrodes has some effect on the reading.",
+             "The resistance depends on the ions and impurities in the water."]
+    page = " ".join(steps)
+    evidence = [Evidence(Passage(1, "manual.pdf", 23, page, 1.0, 0.6, None), steps[i], score)
+                for i, score in ((0, 1.5), (2, 1.2), (5, 1.0))]
+    chosen = choose_evidence(evidence, "lookup", CompositionLimits(score_margin=2.0, sentences=3),
+                             page_text=lambda document, number: page)
+    # One run from the heading to the last chosen statement: the reason between is quoted.
+    assert [e.sentence for e in chosen] == steps
+
+
 def test_a_statement_cut_at_the_word_limit_is_followed_by_its_next_piece() -> None:
     from rag.extract import MAX_SENTENCE_WORDS
 
