@@ -22,9 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from config.errors import ConfigError
-
-# rag/store.py's FTS5 table uses exactly this tokenizer (a test checks they agree).
-FTS5_TOKENIZE = "porter unicode61 remove_diacritics 2"
+from rag.store import FTS5_TOKENIZE, _label  # the embedded store's tokenizer and chunk labels
 
 # tsvector limits: a lexeme under 2 KiB (longer tokens are cut, on both sides alike), positions
 # 1..16383 (later ones count as 16383; only phrase matching reads positions).
@@ -180,7 +178,6 @@ def count_totals(db: Any, collection: str, document_id: int, sign: int) -> None:
 def rebuild_terms(db: Any) -> None:
     """Migration m004: every stored chunk's terms again, with the FTS5 tokenizer (they were
     made by Postgres's English parser and Snowball stemmer), document by document."""
-    from rag.store import _label
 
     db.execute("DELETE FROM keyword_totals")
     terms = Fts5Terms()

@@ -1,7 +1,10 @@
 """The document store: documents, pages, chunks, their vectors and a keyword index, in SQLite.
 
 SQLite is the source of truth. The FAISS index (rag/index.py) is derived from the vectors kept
-here, so it can always be rebuilt. Keyword search is FTS5 with BM25 ranking.
+here, so it can always be rebuilt. Keyword search is FTS5 with BM25 ranking, one FTS5 table per
+collection: BM25 weighs a word by how rare it is among the chunks of its table, so one shared
+table let every other collection's documents (another guild's, another workspace's) move a
+collection's ranking.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,15 +62,60 @@ CREATE TABLE IF NOT EXISTS chunks (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
-    text, tokenize = 'porter unicode61 remove_diacritics 2'
-);
 """
+# (The first release also had one keyword table for all collections, `chunks_fts`; migration
+# m004 moves its rows into the per-collection tables below and drops it.)
+
+# How the keyword index splits and stems words (the Postgres store makes its terms with it too).
+FTS5_TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+# A collection's keyword index: `keywords_<id>`, the id from `keyword_indexes` (a collection's
+# name never goes into SQL). The label and text of each chunk, under the chunk's id.
+_KEYWORD_TABLE = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5 (text, tokenize = '{tokenize}')"
+)
+
+
+def _keyword_table(db: sqlite3.Connection, collection: str, *, create: bool) -> str | None:
+    """The name of the collection's FTS5 table (made on first write with `create`; None if the
+    collection has none yet)."""
+    row = db.execute(
+        "SELECT id FROM keyword_indexes WHERE collection = ?", (collection,)
+    ).fetchone()
+    if row is None:
+        if not create:
+            return None
+        row = (db.execute(
+            "INSERT INTO keyword_indexes (collection) VALUES (?)", (collection,)
+        ).lastrowid,)
+    table = f"keywords_{int(row[0])}"
+    if create:
+        db.execute(_KEYWORD_TABLE.format(table=table, tokenize=FTS5_TOKENIZE))
+    return table
+
+
+def _split_keyword_index(db: sqlite3.Connection) -> None:
+    """m004: the shared `chunks_fts` table's rows, each into its collection's own table."""
+    shared = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks_fts'"
+    ).fetchone()
+    if shared is None:
+        return
+    for (collection,) in db.execute("SELECT DISTINCT collection FROM documents").fetchall():
+        table = _keyword_table(db, collection, create=True)
+        db.execute(
+            f"""INSERT INTO {table} (rowid, text)
+                SELECT f.rowid, f.text FROM chunks_fts f JOIN chunks c ON c.id = f.rowid
+                JOIN documents d ON d.id = c.document_id WHERE d.collection = ?""",
+            (collection,),
+        )
+    db.execute("DROP TABLE chunks_fts")
+
 
 # Additive schema changes after the first release, in order; each runs once per database file, in
 # one transaction with the row that records it in `schema_migrations`. Never edit or reorder one
 # that has shipped: append a new one.
-_MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
+_MIGRATIONS: list[tuple[str, tuple[str | Callable[[sqlite3.Connection], None], ...]]] = [
     (
         "m001_text_from_images",
         (
@@ -98,6 +146,15 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
             """CREATE TABLE IF NOT EXISTS collection_embedders (
                 collection TEXT PRIMARY KEY, identity TEXT NOT NULL
             )""",
+        ),
+    ),
+    (
+        "m004_keyword_index_per_collection",
+        (
+            """CREATE TABLE IF NOT EXISTS keyword_indexes (
+                id INTEGER PRIMARY KEY, collection TEXT NOT NULL UNIQUE
+            )""",
+            _split_keyword_index,
         ),
     ),
 ]
@@ -157,7 +214,7 @@ def _read_only(folder: Path) -> bool:
         return False
 
 
-__all__ = ["DocumentStore", "StoredChunk", "keyword_query", "question_terms"]
+__all__ = ["FTS5_TOKENIZE", "DocumentStore", "StoredChunk", "keyword_query", "question_terms"]
 
 
 class DocumentStore:
@@ -206,7 +263,10 @@ class DocumentStore:
                 ).fetchone()
                 if not done:
                     for statement in statements:
-                        self._db.execute(statement)
+                        if callable(statement):
+                            statement(self._db)
+                        else:
+                            self._db.execute(statement)
                     self._db.execute(
                         "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
                         (name, datetime.now(UTC).isoformat(timespec="seconds")),
@@ -319,6 +379,7 @@ class DocumentStore:
                     for p in parsed.pages
                 ],
             )
+            keywords = _keyword_table(db, collection, create=True)
             ids: list[int] = []
             for chunk, vector in zip(chunks, vectors, strict=True):
                 cursor = db.execute(
@@ -336,7 +397,7 @@ class DocumentStore:
                 chunk_id = int(cursor.lastrowid or 0)
                 ids.append(chunk_id)
                 db.execute(
-                    "INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)",
+                    f"INSERT INTO {keywords} (rowid, text) VALUES (?, ?)",
                     (chunk_id, f"{_label(name, parsed.title)} {chunk.text}"),
                 )
         return removed, ids
@@ -377,7 +438,9 @@ class DocumentStore:
         if row is None:
             return None
         ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE document_id = ?", row)]
-        db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        keywords = _keyword_table(db, collection, create=False)
+        if keywords is not None:
+            db.executemany(f"DELETE FROM {keywords} WHERE rowid = ?", [(i,) for i in ids])
         db.execute("DELETE FROM documents WHERE id = ?", row)
         return ids
 
@@ -518,16 +581,22 @@ class DocumentStore:
         if prefix:
             query = " OR ".join(f"{part}*" for part in query.split(" OR "))
         names = list(dict.fromkeys(documents or ()))
-        only = f" AND d.name IN ({', '.join('?' * len(names))})" if names else ""
         with self._lock:
-            row = self._db.execute(
-                """SELECT 1 FROM chunks_fts f
-                   JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id
-                   WHERE chunks_fts MATCH ? AND d.collection = ?"""
-                + only
-                + " LIMIT 1",
-                (query, collection, *names),
-            ).fetchone()
+            keywords = _keyword_table(self._db, collection, create=False)
+            if keywords is None:
+                return False
+            if names:
+                row = self._db.execute(
+                    f"""SELECT 1 FROM {keywords} f
+                        JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id
+                        WHERE {keywords} MATCH ? AND d.name IN ({', '.join('?' * len(names))})
+                        LIMIT 1""",
+                    (query, *names),
+                ).fetchone()
+            else:
+                row = self._db.execute(
+                    f"SELECT 1 FROM {keywords} WHERE {keywords} MATCH ? LIMIT 1", (query,)
+                ).fetchone()
         return row is not None
 
     def keyword_search(self, collection: str, question: str, limit: int) -> list[int]:
@@ -536,12 +605,13 @@ class DocumentStore:
         if not query:
             return []
         with self._lock:
+            keywords = _keyword_table(self._db, collection, create=False)
+            if keywords is None:
+                return []
             rows = self._db.execute(
-                """SELECT f.rowid FROM chunks_fts f
-                   JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id
-                   WHERE chunks_fts MATCH ? AND d.collection = ?
-                   ORDER BY bm25(chunks_fts) LIMIT ?""",
-                (query, collection, limit),
+                f"""SELECT rowid FROM {keywords} WHERE {keywords} MATCH ?
+                    ORDER BY bm25({keywords}) LIMIT ?""",
+                (query, limit),
             ).fetchall()
         return [r[0] for r in rows]
 

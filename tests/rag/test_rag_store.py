@@ -18,7 +18,12 @@ from rag.storage import Store
 from rag.store import DocumentStore, keyword_query
 
 DIMENSION = 4
-MIGRATIONS = ["m001_text_from_images", "m002_generations", "m003_collection_embedders"]
+MIGRATIONS = [
+    "m001_text_from_images",
+    "m002_generations",
+    "m003_collection_embedders",
+    "m004_keyword_index_per_collection",
+]
 
 
 def put(store: Store, collection: str, name: str, pages: list[str], sha: str = "") -> None:
@@ -173,6 +178,20 @@ def test_a_rare_word_outweighs_a_common_one_repeated(store: Store) -> None:
     assert "lighthouse" in texts(store, store.keyword_search("a", "harbour lighthouse", 10))[0]
 
 
+def test_other_collections_do_not_move_a_collections_keyword_ranking(store: Store) -> None:
+    """How rare a word is counts within the collection: another guild's documents, full of a
+    word this collection rarely uses, leave this collection's order as it was."""
+    put(store, "a", "lighthouse.pdf", ["The harbour lighthouse is painted red."])
+    put(store, "a", "crane.pdf", ["The crane lifts containers at night."])
+    for number in range(3):
+        put(store, "a", f"cranes{number}.pdf", [f"Crane number {number} is being repaired."])
+    alone = texts(store, store.keyword_search("a", "harbour crane", 10))
+    assert "lighthouse" in alone[0]  # "harbour" is the rarer word in this collection
+    for number in range(12):
+        put(store, "b", f"port{number}.pdf", [f"Harbour notes, part {number}, on the harbour."])
+    assert texts(store, store.keyword_search("a", "harbour crane", 10)) == alone
+
+
 def test_keyword_search_matches_the_file_name(store: Store) -> None:
     put(store, "a", "harbour_timetable-2024.pdf", ["Departures are listed below for each day."])
     assert store.keyword_search("a", "timetable", 10)
@@ -293,6 +312,34 @@ def test_an_existing_database_is_upgraded_once_and_keeps_its_documents(tmp_path:
         assert again.migrations() == MIGRATIONS
     finally:
         again.close()
+
+
+def test_the_first_releases_shared_keyword_table_is_split_by_collection(tmp_path: Path) -> None:
+    """The first release kept every collection's keywords in one `chunks_fts`; upgrading moves
+    each chunk's into its collection's own index and drops the shared table."""
+    path = tmp_path / "documents.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(_FIRST_RELEASE_SCHEMA)
+        db.executescript(
+            "INSERT INTO documents VALUES (2, 'd', 'other.pdf', 'def', '', 1, 0,"
+            " '2024-01-01T00:00:00+00:00');"
+            "INSERT INTO chunks VALUES (10, 1, 1, 0, 'The old page about the harbour.', x'00');"
+            "INSERT INTO chunks VALUES (11, 2, 1, 0, 'A harbour crane in the other one.', x'00');"
+            "INSERT INTO chunks_fts (rowid, text) VALUES (10, 'old The old page about the harbour.');"
+            "INSERT INTO chunks_fts (rowid, text) VALUES (11, 'other A harbour crane in the other one.');"
+        )
+    store = DocumentStore(path)
+    try:
+        assert store.keyword_search("c", "harbour", 10) == [10]
+        assert store.keyword_search("d", "harbour crane", 10) == [11]
+        assert store.term_in_collection("d", "crane") and not store.term_in_collection("c", "crane")
+        store.delete_document("d", "other.pdf")
+        assert store.keyword_search("d", "harbour", 10) == []
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "chunks_fts" not in tables
 
 
 def test_text_read_from_images_is_stored_as_such(store: Store) -> None:
