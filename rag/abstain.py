@@ -99,8 +99,8 @@ class AbstentionRules:
             return True
         names = documents if documents is not None else [p.document for p in passages]
         titles = [" ".join(re.split(r"[^a-z0-9]+", name.lower())) for name in names]
-        if any(term in (title.split() if len(term) < 4 else title) or spells_initials(term, title)
-               for title in titles):
+        if any(term in (title.split() if len(term) < 4 else title)
+               or spells_initials(term, title, written_as_names=False) for title in titles):
             return True
         joined = _SPACES.sub("", term)
         if len(term) >= 4 and any(term in p.text.lower() or joined in _SPACES.sub("", p.text.lower())
@@ -180,18 +180,27 @@ def word_root(word: str) -> str:
     return word
 
 
-def spells_initials(term: str, text: str) -> bool:
+def spells_initials(term: str, text: str, *, written_as_names: bool = True) -> bool:
     """Whether consecutive words of `text` start with the letters of `term`, with or without
     its function words ("NOSA": NASA Open Source Agreement; "DoD": Department of Defense), so
-    an acronym counts as mentioned where its expansion is written out."""
+    an acronym counts as mentioned where its expansion is written out. An expansion is written
+    as a name, so with `written_as_names` each letter comes from a capitalised word: "graph
+    data privacy risks" does not spell GDPR (file names, already lower case, pass False)."""
     if not 2 <= len(term) <= 8 or not term.isalpha():
         return False
     term = term.lower()
-    every = re.findall(r"[a-z][a-z'-]*", text.lower())
-    content = [w for w in every if w not in FUNCTION_WORDS]
+    every = re.findall(r"[A-Za-z][A-Za-z'-]*", text)
+    content = [w for w in every if w.lower() not in FUNCTION_WORDS]
     n = len(term)
+
+    def spelled(words: list[str]) -> bool:
+        return "".join(w[0].lower() for w in words) == term and (
+            not written_as_names
+            or all(w[0].isupper() or w.lower() in FUNCTION_WORDS for w in words)
+        )
+
     return any(
-        "".join(w[0] for w in words[i : i + n]) == term
+        spelled(words[i : i + n])
         for words in (every, content)
         for i in range(len(words) - n + 1)
     )

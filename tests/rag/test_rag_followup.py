@@ -74,6 +74,11 @@ def test_acronyms_count_as_mentioned_where_their_words_are_written_out() -> None
     assert spells_initials("dod", "the Department of Defense")  # "of" is skipped
     assert not spells_initials("nosa", "NASA software is open to everyone")
     assert not spells_initials("x1", "X ray")
+    # an expansion is written as a name: lower-case words that happen to start with the letters
+    # spell nothing, except in a file name (lower case already)
+    assert spells_initials("gdpr", "the General Data Protection Regulation applies")
+    assert not spells_initials("gdpr", "we study graph data privacy risks in depth")
+    assert spells_initials("gdpr", "general data protection regulation", written_as_names=False)
 
 
 def test_word_forms_cover_plurals_and_past_tenses() -> None:
