@@ -112,7 +112,6 @@ FUNCTION_WORDS = frozenset(
         "on",
         "or",
         "our",
-        "paper",
         "so",
         "such",
         "than",
